@@ -1,0 +1,26 @@
+# citydash: `make run` runs the whole product on a local stack; `make test` runs every test.
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: deps run test stack stop unit bench-ingest clean-var
+
+deps:                     ## install Debian packages, TimescaleDB and .venv (idempotent)
+	@bash ingest/stack/install.sh
+
+run: deps                 ## local stack + migrations + demo city + simulator + ingestor + dashboard
+	@$(PY) -m ingest.devrun
+
+test: deps                ## the whole suite against its own throw-away services
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: deps                ## fast unit tests only (no services)
+	@$(PY) -m pytest tests/unit -q
+
+stack: deps               ## start TimescaleDB + Mosquitto under var/, write var/stack.env
+	@$(PY) -m ingest stack start
+
+stop:                     ## stop the local stack (data is kept under var/)
+	@$(PY) -m ingest stack stop
+
+clean-var: stop           ## delete the local stack's data
+	rm -rf var

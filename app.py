@@ -1,0 +1,15 @@
+"""citydash dashboard entry point.
+
+Development: ``python app.py``.  Production: ``gunicorn app:server``.
+"""
+from dashboard.server import create_app
+from ingest.logs import setup_logging
+from ingest.settings import get_settings
+
+setup_logging()
+app = create_app()
+server = app.server
+
+if __name__ == "__main__":
+    settings = get_settings()
+    app.run(host=settings.host, port=settings.port, debug=settings.debug)

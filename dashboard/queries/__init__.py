@@ -1,0 +1,1 @@
+"""Pure query functions: a connection in, plain Python values out."""

@@ -1,0 +1,54 @@
+"""Process-wide state of the dashboard: settings, city, pools, short-lived caches."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from dashboard.city import city as load_city
+from dashboard.db import pool
+from dashboard.queries.status import DatabaseStatus, broker_status, database_status
+from ingest.settings import Settings, get_settings
+
+BROKER_PROBE_TTL_S = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    _broker: tuple[float, tuple[bool, str | None]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def city(self):
+        return load_city(self.settings.city_pack)
+
+    def database_status(self) -> DatabaseStatus:
+        try:
+            with pool(self.settings).connection() as conn:
+                return database_status(conn)
+        except Exception as exc:  # shown on the page, never a traceback
+            return DatabaseStatus(False, error=str(exc).splitlines()[0] if str(exc) else
+                                  type(exc).__name__)
+
+    def broker_status(self) -> tuple[bool, str | None]:
+        with self._lock:
+            if self._broker and time.monotonic() - self._broker[0] < BROKER_PROBE_TTL_S:
+                return self._broker[1]
+        result = broker_status(self.settings.mqtt_url)
+        with self._lock:
+            self._broker = (time.monotonic(), result)
+        return result
+
+
+_runtime: Runtime | None = None
+
+
+def configure(settings: Settings | None = None) -> Runtime:
+    global _runtime
+    _runtime = Runtime(settings or get_settings())
+    return _runtime
+
+
+def runtime() -> Runtime:
+    return _runtime or configure()

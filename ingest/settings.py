@@ -1,0 +1,185 @@
+"""The one settings table of citydash.
+
+Every setting is declared once, below, as a field with its default and its
+help text.  Values come from ``CITYDASH_<NAME>`` environment variables or from
+a ``.env`` file in the working directory.  ``docs/configuration.md`` documents
+each one (``tests/unit/test_settings.py`` fails when one is missing there).
+
+Secrets (passwords inside URLs, the session secret) are masked by
+:func:`describe` and never logged.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+SECRET_SETTINGS = {"secret_key"}
+URL_SETTINGS = {
+    "database_url",
+    "ingest_database_url",
+    "reader_database_url",
+    "public_database_url",
+    "mqtt_url",
+    "cache_redis_url",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CITYDASH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- databases -------------------------------------------------------
+    database_url: str = Field(
+        "postgresql://citydash@127.0.0.1:5432/citydash",
+        description="Owner connection (migrations, city-pack loading). PostgreSQL URL.",
+    )
+    ingest_database_url: str = Field(
+        "",
+        description="Connection of the ingestor (role citydash_ingest). Empty: database_url "
+        "with the user replaced by citydash_ingest and no password.",
+    )
+    reader_database_url: str = Field(
+        "",
+        description="Connection of the dashboard (role citydash_reader). Empty: derived like "
+        "ingest_database_url.",
+    )
+    public_database_url: str = Field(
+        "",
+        description="Connection of the public app (role citydash_public). Empty: derived like "
+        "ingest_database_url.",
+    )
+    db_pool_size: int = Field(4, description="Connections per process in the dashboard's pool.")
+
+    # --- MQTT ------------------------------------------------------------
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL, mqtt://[user:password@]host:port (mqtts:// for TLS).",
+    )
+    mqtt_client_id: str = Field(
+        "citydash-ingest",
+        description="Client id of the ingestor's persistent session; unique per ingestor process.",
+    )
+    mqtt_session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        description="How long the broker keeps the ingestor's session and queued messages "
+        "while it is offline (MQTT v5 Session Expiry Interval), seconds.",
+    )
+    mqtt_routes: str = Field(
+        "",
+        description="Routing table: 'topic-filter=decoder' pairs separated by ';' (decoders: "
+        "native, senml, ngsi, ttn, hfp). Empty: the built-in table in docs/configuration.md.",
+    )
+    mqtt_shared_group: str = Field(
+        "",
+        description="When set, subscribe through $share/<group>/... so several ingestors split "
+        "the stream.",
+    )
+    mqtt_keepalive_s: int = Field(30, description="MQTT keep-alive interval, seconds.")
+
+    # --- ingest ----------------------------------------------------------
+    batch_size: int = Field(5000, description="Rows-bearing messages per database batch.")
+    batch_max_age_ms: int = Field(
+        250, description="Longest a message waits in the buffer before its batch is flushed, ms."
+    )
+    max_in_flight: int = Field(
+        20000,
+        description="Most unacknowledged messages held in memory; when reached the ingestor "
+        "stops reading and the broker holds the rest. Also sent as MQTT Receive Maximum "
+        "(capped at 65535).",
+    )
+    max_payload_bytes: int = Field(
+        65536, description="Larger payloads are dead-lettered without decoding."
+    )
+    dead_letter_payload_cap: int = Field(
+        8192, description="Bytes of a rejected payload kept in dead_letters."
+    )
+    max_future_s: int = Field(
+        300, description="Readings stamped further than this in the future are rejected, seconds."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Bind address of the ingestor's "
+                              "Prometheus /metrics and /healthz endpoint.")
+    metrics_port: int = Field(9108, description="Port of the ingestor's /metrics and /healthz; "
+                              "0 disables it.")
+
+    # --- retention -------------------------------------------------------
+    raw_retention_days: int = Field(
+        30, description="Raw readings older than this are dropped (drop_chunks)."
+    )
+    rollup_1m_retention_days: int = Field(
+        90, description="1-minute rollups older than this are dropped; 1-hour rollups are kept."
+    )
+
+    # --- local stack (make stack / make run) ------------------------------
+    stack_pg_port: int = Field(0, description="Port of the local stack's TimescaleDB; 0: 5432 "
+                               "when free, else a free port kept in var/ports.env.")
+    stack_mqtt_port: int = Field(0, description="Port of the local stack's Mosquitto; 0: 1883 "
+                                 "when free, else a free port kept in var/ports.env.")
+
+    # --- city ------------------------------------------------------------
+    city_pack: str = Field("layers/demo_city", description="Folder of the city pack to serve.")
+
+    # --- dashboard -------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Bind address of the development server.")
+    port: int = Field(8050, description="Port of the dashboard.")
+    secret_key: str = Field(
+        "",
+        description="Secret that signs sessions. Empty: a random one per process (sessions do "
+        "not survive a restart).",
+    )
+    cache_redis_url: str = Field(
+        "", description="Redis URL for the shared server-side cache; empty: per-process memory."
+    )
+    debug: bool = Field(False, description="Dash debug mode; only for development.")
+    log_level: str = Field("INFO", description="Python log level.")
+    log_format: str = Field("json", description="'json' for structured logs, 'text' for humans.")
+
+    def role_url(self, role: str) -> str:
+        """URL for a least-privilege role: ``ingest``, ``reader`` or ``public``."""
+        explicit = getattr(self, f"{role}_database_url")
+        if explicit:
+            return explicit
+        return replace_user(self.database_url, f"citydash_{role}")
+
+
+def replace_user(url: str, user: str) -> str:
+    """``url`` with its user set to ``user`` and its password removed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(env name, current value with secrets masked, help) for every setting."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if name in SECRET_SETTINGS:
+            shown = "***" if value else ""
+        elif name in URL_SETTINGS:
+            shown = mask_url(str(value))
+        else:
+            shown = str(value)
+        rows.append((f"CITYDASH_{name.upper()}", shown, field.description or ""))
+    return rows
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,18 @@
+"""The local stack: TimescaleDB and Mosquitto as user processes in a folder.
+
+``make stack`` runs them under ``var/``; the test fixtures run their own in
+temporary folders on free loopback ports.
+"""
+from ingest.stack.errors import StackError
+from ingest.stack.mosquitto import LocalMosquitto
+from ingest.stack.postgres import LocalPostgres, wait_for_port
+
+__all__ = ["LocalMosquitto", "LocalPostgres", "StackError", "wait_for_port", "free_port"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,125 @@
+"""Session fixtures: a real TimescaleDB and a real Mosquitto for the whole run.
+
+Both run as user processes in temporary folders on free loopback ports (never
+the developer's ``var/`` stack).  Each test that asks for ``db_url`` gets its
+own database, copied from a migrated template, so tests never see each
+other's rows.  A service that cannot start fails the run with a message that
+names what is missing; nothing is skipped.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.settings import Settings
+from ingest.stack import LocalMosquitto, LocalPostgres, StackError, free_port
+
+TEMPLATE = "citydash_template"
+_db_counter = itertools.count(1)
+
+
+def _tempdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)  # the postgres user must reach it when tests run as root
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    root = _tempdir("citydash-test-pg-")
+    try:
+        server = LocalPostgres(root, free_port(), shared_buffers="256MB")
+        server.start()
+    except StackError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"TimescaleDB test server could not start: {exc}. "
+                    "Run `make deps` to install PostgreSQL and TimescaleDB.", pytrace=False)
+    try:
+        _build_template(server.url)
+        yield server
+    finally:
+        server.remove()
+
+
+def _build_template(admin_url: str) -> None:
+    from ingest.migrate import migrate
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    migrate(_with_db(admin_url, TEMPLATE))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true")
+        # TimescaleDB's scheduler holds a connection to every database with the
+        # extension; a template must have none to be copied.
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                     (TEMPLATE,))
+
+
+def _with_db(url: str, dbname: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + dbname
+
+
+def create_database(pg_server: LocalPostgres) -> str:
+    name = f"test_{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    return _with_db(pg_server.url, name)
+
+
+def drop_database(pg_server: LocalPostgres, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db_url(pg_server):
+    """Owner URL of a fresh, migrated database of its own."""
+    url = create_database(pg_server)
+    yield url
+    drop_database(pg_server, url)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker():
+    root = _tempdir("citydash-test-mqtt-")
+    try:
+        broker = LocalMosquitto(root, free_port())
+        broker.start()
+    except StackError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"Mosquitto test broker could not start: {exc}. "
+                    "Run `make deps` to install mosquitto.", pytrace=False)
+    yield broker
+    broker.remove()
+
+
+@pytest.fixture
+def own_broker():
+    """A broker of this test's own, for tests that stop and restart it."""
+    root = _tempdir("citydash-test-mqtt-own-")
+    try:
+        broker = LocalMosquitto(root, free_port())
+        broker.start()
+    except StackError as exc:
+        pytest.fail(f"Mosquitto could not start: {exc}", pytrace=False)
+    yield broker
+    broker.remove()
+
+
+@pytest.fixture
+def settings(db_url, mqtt_broker, request) -> Settings:
+    """Settings pointing at this test's database and the session broker.
+
+    The client id is unique per test, so persistent sessions never mix."""
+    client_id = "test-" + request.node.name[:40].replace("[", "-").replace("]", "")
+    return Settings(_env_file=None, database_url=db_url, mqtt_url=mqtt_broker.url,
+                    mqtt_client_id=f"{client_id}-{next(_db_counter)}", metrics_port=0,
+                    log_format="text")
