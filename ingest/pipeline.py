@@ -29,7 +29,7 @@ from ingest.writer import BatchWriter, Entry, WriteResult
 log = logging.getLogger(__name__)
 
 LAST_SEEN_EVERY_S = 10.0
-KINDS_REFRESH_S = 60.0
+LAG_SAMPLE = 200  # messages per batch whose lag is observed
 
 
 class Pipeline:
@@ -56,7 +56,6 @@ class Pipeline:
     def submit(self, entry: Entry) -> None:
         with self._cond:
             self._buf.append((time.monotonic(), entry))
-            metrics.BUFFER_DEPTH.set(len(self._buf))
             if len(self._buf) >= self.batch_size:
                 self._cond.notify()
 
@@ -180,19 +179,28 @@ class Pipeline:
             seen = self._newest.get(sid)
             if seen is None or t > seen:
                 self._newest[sid] = t
-        now = datetime.now(timezone.utc)
         by_decoder: dict[tuple[str, str], int] = {}
         for entry in batch:
             key = (entry.decoder or "none", "rejected" if entry.reason else "written")
             by_decoder[key] = by_decoder.get(key, 0) + 1
-            if entry.reason is None and entry.decoded is not None:
-                times = [r.time for r in entry.decoded.readings if not r.flags] or \
-                        [v.time for v in entry.decoded.vehicles]
-                if times:
-                    metrics.LAG_SECONDS.observe(max((now - max(times)).total_seconds(), 0.0))
         for (decoder, outcome), n in by_decoder.items():
             metrics.MESSAGES.labels(decoder=decoder, outcome=outcome).inc(n)
         self.ack(batch)
+        self._observe_lag(batch)
+
+    @staticmethod
+    def _observe_lag(batch: list[Entry]) -> None:
+        """Payload time to commit, for up to LAG_SAMPLE messages spread over the batch."""
+        now = datetime.now(timezone.utc)
+        step = max(1, len(batch) // LAG_SAMPLE)
+        for entry in batch[::step]:
+            decoded = entry.decoded
+            if entry.reason is not None or decoded is None:
+                continue
+            times = [r.time for r in decoded.readings if not r.flags] or \
+                [v.time for v in decoded.vehicles]
+            if times:
+                metrics.LAG_SECONDS.observe(max((now - max(times)).total_seconds(), 0.0))
 
 
 def oldest_allowed(retention_days: int) -> datetime:

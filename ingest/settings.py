@@ -114,6 +114,25 @@ class Settings(BaseSettings):
         90, description="1-minute rollups older than this are dropped; 1-hour rollups are kept."
     )
 
+    # --- KPI jobs (ingest/jobs.py) -----------------------------------------
+    jobs_enabled: bool = Field(
+        True, description="Run the rollup, retention and alert jobs in the ingestor. With several "
+        "ingestors each may run them; an advisory lock lets one at a time work.")
+    rollup_interval_s: int = Field(
+        30, description="Seconds between rollup runs (1-minute and 1-hour rollups of the buckets "
+        "touched since, and the materialised KPI series).")
+    retention_interval_s: int = Field(3600, description="Seconds between retention runs (drop_chunks).")
+    alert_interval_s: int = Field(60, description="Seconds between alert evaluations.")
+    alert_close_after_s: int = Field(
+        3600, description="A resolved alert is closed this many seconds after it resolved.")
+    anomaly_weeks: int = Field(
+        8, description="Weeks of history (same hour of the week) behind the anomaly baseline.")
+    kpi_backfill_1m_days: int = Field(
+        3, description="When a KPI is new or its definition changed, its 1-minute series is "
+        "materialised this many days back (older 1-minute views are computed live).")
+    kpi_backfill_1h_days: int = Field(
+        90, description="Likewise for the 1-hour series, days.")
+
     # --- local stack (make stack / make run) ------------------------------
     stack_pg_port: int = Field(0, description="Port of the local stack's TimescaleDB; 0: 5432 "
                                "when free, else a free port kept in var/ports.env.")

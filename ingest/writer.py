@@ -149,6 +149,11 @@ class BatchWriter:
                             "ON CONFLICT DO NOTHING")
                 result.vehicles = cur.rowcount
 
+            if n_rows or vehicles:  # KPI rollups: the 1-minute buckets this batch touched
+                cur.execute("INSERT INTO rollup_pending (bucket) SELECT DISTINCT "
+                            "time_bucket('1 minute', time) FROM (SELECT time FROM readings_in "
+                            "UNION ALL SELECT time FROM vehicles_in) AS touched")
+
             rejected = [e for e in entries if e.reason is not None]
             if rejected:
                 self._dead_letter(cur, rejected)
