@@ -173,3 +173,14 @@ def shift(base: datetime, seconds: float, what: str) -> datetime:
         return base + timedelta(seconds=seconds)
     except (OverflowError, ValueError):
         raise DecodeError(f"{what} {quote(seconds)} is out of range") from None
+
+
+def optional_text(value: object, what: str) -> str | None:
+    """An optional id (route, trip, ...): a string, or an integer written as a number."""
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise DecodeError(f"{what} {quote(value)} is not a string")

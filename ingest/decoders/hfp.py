@@ -25,7 +25,7 @@ outside it while (long, lat) falls inside, the two are swapped.  Null
 from __future__ import annotations
 
 from .base import DecodeContext, Decoded, DecodeError, Message, VehiclePosition
-from .common import from_epoch, load_json, optional_float, parse_iso, quote, to_float
+from .common import from_epoch, load_json, optional_float, optional_text, parse_iso, quote, to_float
 
 TOPIC_PATTERN = ("/hfp/v2/journey/<temporal_type>/vp/<transport_mode>/<operator_id>/"
                  "<vehicle_number>/<route_id>/<direction_id>/...")
@@ -72,9 +72,10 @@ def decode(message: Message, ctx: DecodeContext) -> Decoded:
     else:
         time = message.received_at
 
-    route = _text(vp.get("route"), "route") or _level(parts, 9)
-    direction = _text(vp.get("dir"), "dir") or _level(parts, 10)
-    oday, start = _text(vp.get("oday"), "oday"), _text(vp.get("start"), "start")
+    route = optional_text(vp.get("route"), "HFP route") or _level(parts, 9)
+    direction = optional_text(vp.get("dir"), "HFP dir") or _level(parts, 10)
+    oday = optional_text(vp.get("oday"), "HFP oday")
+    start = optional_text(vp.get("start"), "HFP start")
     trip = f"{oday}/{start}/{route}/{direction}" if oday and start and route and direction else None
 
     speed = optional_float(vp.get("spd"), "VP spd")
@@ -113,11 +114,3 @@ def _ident(value: object, what: str) -> str | None:
     raise DecodeError(f"HFP {what} {quote(value)} is not a number or text")
 
 
-def _text(value: object, what: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if type(value) is str:
-        return value
-    if type(value) is int:
-        return str(value)
-    raise DecodeError(f"HFP {what} {quote(value)} is not text")

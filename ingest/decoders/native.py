@@ -34,7 +34,7 @@ from .base import (
     SensorInfo,
     VehiclePosition,
 )
-from .common import from_epoch, load_json, optional_float, parse_iso, quote, to_float
+from .common import from_epoch, load_json, optional_float, optional_text, parse_iso, quote, to_float
 
 TOPIC_PATTERN = "city/<domain>/<kind>/<sensor_id>"
 
@@ -125,8 +125,8 @@ def _vehicle(obj: dict, vehicle: str, received_at: datetime, where: str) -> Vehi
         vehicle=vehicle,
         lon=to_float(lon, where + "lon", allow_bool=False),
         lat=to_float(lat, where + "lat", allow_bool=False),
-        route=_text(obj.get("route"), where + "route"),
-        trip=_text(obj.get("trip"), where + "trip"),
+        route=optional_text(obj.get("route"), where + "route"),
+        trip=optional_text(obj.get("trip"), where + "trip"),
         speed_kmh=optional_float(obj.get("speed_kmh"), where + "speed_kmh"),
         bearing=optional_float(obj.get("bearing"), where + "bearing"),
         delay_s=optional_float(obj.get("delay_s"), where + "delay_s"),
@@ -134,15 +134,6 @@ def _vehicle(obj: dict, vehicle: str, received_at: datetime, where: str) -> Vehi
     )
 
 
-def _text(value: object, what: str) -> str | None:
-    """Route/trip ids: strings, or integers written as numbers."""
-    if value is None or value == "":
-        return None
-    if type(value) is str:
-        return value
-    if type(value) is int:
-        return str(value)
-    raise DecodeError(f"{what} {quote(value)} is not a string")
 
 
 __all__ = ["decode", "TOPIC_PATTERN"]
