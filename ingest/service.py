@@ -84,6 +84,8 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # ready only once the broker has confirmed the subscriptions (SUBACK)
+        client.on_subscribe = lambda *args: self.connected.set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)
         return client
@@ -106,7 +108,6 @@ class IngestService:
         self.generation += 1
         subs = [(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions()]
         client.subscribe(subs)
-        self.connected.set()
         metrics.CONNECTED.set(1)
         log.info("connected to %s:%d (session present: %s), subscribed to %d filters",
                  self._host, self._port, flags.session_present, len(subs))
