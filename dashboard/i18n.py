@@ -1,7 +1,9 @@
 """The one translation layer: every user-facing word goes through here.
 
-Catalogues live in ``dashboard/locales/<locale>.yaml`` (pt-BR, en, ja), one
-flat mapping from message id to text with ``{name}`` placeholders.  Numbers
+Catalogues live in ``dashboard/locales/<locale>.yaml`` (pt-BR, en, ja) and in
+``dashboard/locales/<area>/<locale>.yaml`` (one folder per page or feature, so
+each owns its words); each is a flat mapping from message id to text with
+``{name}`` placeholders.  A message id defined twice is an error.  Numbers
 and dates are formatted per locale with Babel; times are shown in the city's
 timezone and stored in UTC.
 """
@@ -24,8 +26,14 @@ _DIR = Path(__file__).with_name("locales")
 
 @lru_cache(maxsize=None)
 def catalogue(locale: str) -> dict[str, str]:
-    data = yaml.safe_load((_DIR / f"{locale}.yaml").read_text(encoding="utf-8")) or {}
-    return {str(k): str(v) for k, v in data.items()}
+    merged: dict[str, str] = {}
+    for path in [_DIR / f"{locale}.yaml", *sorted(_DIR.glob(f"*/{locale}.yaml"))]:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for key, text in data.items():
+            if str(key) in merged:
+                raise ValueError(f"{path}: message id {key!r} is defined twice")
+            merged[str(key)] = str(text)
+    return merged
 
 
 def negotiate(requested: str | None, accept_language: str | None = None,
