@@ -7,7 +7,8 @@ import dash
 import flask
 from dash import dcc, html
 
-from dashboard import state
+from dashboard import cache, state
+from dashboard.layer_files import BLUEPRINT as LAYER_FILES
 from ingest.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(settings: Settings | None = None) -> dash.Dash:
     rt = state.configure(settings)
+    cache.configure(rt.settings)
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     app.layout = html.Div([dash.page_container], className="citydash")
     server: flask.Flask = app.server
+    server.register_blueprint(LAYER_FILES)
 
     @server.route("/healthz")
     def healthz():

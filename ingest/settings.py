@@ -141,6 +141,8 @@ class Settings(BaseSettings):
 
     # --- city ------------------------------------------------------------
     city_pack: str = Field("layers/demo_city", description="Folder of the city pack to serve.")
+    layers_dir: str = Field("var/layers", description="Folder of the built web layers; each city "
+                            "pack gets a sub-folder named after its slug, built on first use.")
 
     # --- dashboard -------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of the development server.")

@@ -114,12 +114,18 @@ def own_broker():
     broker.remove()
 
 
+@pytest.fixture(scope="session")
+def web_layers_dir(tmp_path_factory) -> Path:
+    """One folder of built web layers for the whole session (built on first use)."""
+    return tmp_path_factory.mktemp("web-layers")
+
+
 @pytest.fixture
-def settings(db_url, mqtt_broker, request) -> Settings:
+def settings(db_url, mqtt_broker, request, web_layers_dir) -> Settings:
     """Settings pointing at this test's database and the session broker.
 
     The client id is unique per test, so persistent sessions never mix."""
     client_id = "test-" + request.node.name[:40].replace("[", "-").replace("]", "")
     return Settings(_env_file=None, database_url=db_url, mqtt_url=mqtt_broker.url,
                     mqtt_client_id=f"{client_id}-{next(_db_counter)}", metrics_port=0,
-                    log_format="text")
+                    log_format="text", layers_dir=str(web_layers_dir))

@@ -1,0 +1,67 @@
+"""The web layer route and the bucketed cache, through the real Flask server."""
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+
+from dashboard import cache
+from dashboard.server import create_app
+
+
+def test_layer_route_serves_gzip_etag_and_304(settings):
+    app = create_app(settings)
+    client = app.server.test_client()
+    from dashboard.layer_files import layer_url, manifest
+
+    url = layer_url("districts")
+    entry = next(f for f in manifest()["files"] if f["layer"] == "districts" and f["band"] == "city")
+    assert url.startswith("/layers/city/districts.geojson?v=" + entry["sha256"][:12])
+
+    plain = client.get(url)
+    assert plain.status_code == 200
+    assert plain.headers["Content-Type"].startswith("application/geo+json")
+    assert plain.headers["ETag"].strip('"') == entry["sha256"]
+    assert "max-age" in plain.headers["Cache-Control"]
+    body = json.loads(plain.data)
+    assert body["type"] == "FeatureCollection" and len(body["features"]) == entry["features"] == 20
+
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert len(zipped.data) < len(plain.data)
+    assert json.loads(gzip.decompress(zipped.data)) == body
+
+    again = client.get(url, headers={"If-None-Match": plain.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+
+    assert client.get("/layers/city/nonexistent.geojson").status_code == 404
+    assert client.get("/layers/..%2F..%2Fetc/passwd.geojson").status_code == 404
+
+
+def test_bucketed_computes_once_per_bucket_under_concurrency(settings):
+    cache.configure(settings)
+    calls = []
+    barrier = threading.Barrier(16)
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    results = []
+
+    def screen():
+        barrier.wait()
+        results.append(cache.bucketed("test-view", 3600, compute))
+
+    threads = [threading.Thread(target=screen) for _ in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(calls) == 1
+    assert results == [{"value": 1}] * 16
+    # A falsy result is cached too (no recomputation because it is "empty").
+    empty_calls = []
+    for _ in range(3):
+        assert cache.bucketed("test-empty", 3600, lambda: empty_calls.append(1) or None) is None
+    assert len(empty_calls) == 1
