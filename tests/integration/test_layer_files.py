@@ -35,7 +35,11 @@ def test_layer_route_serves_gzip_etag_and_304(settings):
     assert again.status_code == 304 and again.data == b""
 
     assert client.get("/layers/city/nonexistent.geojson").status_code == 404
-    assert client.get("/layers/..%2F..%2Fetc/passwd.geojson").status_code == 404
+    for probe in ("/layers/../../etc/passwd.geojson", "/layers/..%2F..%2Fetc/passwd.geojson",
+                  "/layers/city/..%2F..%2Fmanifest.geojson"):
+        answer = client.get(probe)
+        assert not answer.headers["Content-Type"].startswith("application/geo+json"), probe
+        assert b"root:" not in answer.data and b'"files"' not in answer.data, probe
 
 
 def test_bucketed_computes_once_per_bucket_under_concurrency(settings):
