@@ -43,6 +43,7 @@ from ingest.migrate import migrate  # noqa: E402
 from ingest.stack import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
 
 TOPIC = "city/mobility/traffic_counter/{}"
+MAX_OUTSTANDING = 20_000
 
 
 # -- publishing ------------------------------------------------------------------------
@@ -66,6 +67,11 @@ def _publish(port: int, n: int, start_ts: float, rate: float | None, sensors: in
             ts = start_ts + i // sensors
         payload = json.dumps({"ts": round(ts, 6), "values": {"flow": i % 97, "speed": 30 + i % 20}})
         last = client.publish(TOPIC.format(f"{prefix}{i % sensors}"), payload, qos=1)
+        if last.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise RuntimeError(f"publish {i} failed: {mqtt.error_string(last.rc)}")
+        # paho's packet ids are 16-bit: keep well under 65,535 unacknowledged or they collide.
+        while len(client._out_messages) > MAX_OUTSTANDING:
+            time.sleep(0.002)
     last.wait_for_publish(120)
     while client._out_messages:  # every QoS 1 PUBACK back from the broker
         time.sleep(0.01)
@@ -119,16 +125,41 @@ def truncate(url: str) -> None:
 def ingestor(db_url: str, mqtt_url: str, client_id: str, log: Path) -> subprocess.Popen:
     env = dict(os.environ, CITYDASH_DATABASE_URL=db_url, CITYDASH_MQTT_URL=mqtt_url,
                CITYDASH_MQTT_CLIENT_ID=client_id, CITYDASH_METRICS_PORT="0",
-               CITYDASH_LOG_FORMAT="text", CITYDASH_LOG_LEVEL="WARNING")
+               CITYDASH_LOG_FORMAT="text", CITYDASH_LOG_LEVEL="WARNING",
+               # rollups and alerts are measured by bench/kpi.py; here only ingest is timed
+               CITYDASH_JOBS_ENABLED="false")
     return subprocess.Popen([sys.executable, "-m", "ingest", "run"], cwd=ROOT, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the ingestor's processes, by process role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for role, p in [("mqtt", pid)] + [("worker", c) for c in _children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS of the ingestor: its MQTT process plus its worker process(es), summed."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def run_citydash(pg_url: str, broker: LocalMosquitto, n: int, tmp: Path) -> dict:
@@ -145,10 +176,11 @@ def run_citydash(pg_url: str, broker: LocalMosquitto, n: int, tmp: Path) -> dict
         time.sleep(0.05)
     seconds = time.monotonic() - started
     rss = peak_rss_mb(proc.pid)
+    cpu = cpu_seconds(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     drop_session(broker.port, client_id)
-    return {"seconds": seconds, "rate": n / seconds, "peak_rss_mb": rss}
+    return {"seconds": seconds, "rate": n / seconds, "peak_rss_mb": rss, "cpu": cpu}
 
 
 def run_ceiling(broker: LocalMosquitto, n: int) -> dict:
@@ -275,6 +307,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
+    parser.add_argument("--only-citydash", action="store_true",
+                        help="time the citydash drain only (for profiling), record nothing")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="citydash-bench-ingest-"))
@@ -288,7 +322,10 @@ def main() -> int:
         print(f"queueing {args.messages:,} messages per run (2 metrics each)", flush=True)
         ours = run_citydash(pg.url, broker, args.messages, tmp)
         print(f"citydash ingestor: {ours['rate']:,.0f} msgs/s ({ours['seconds']:.1f} s), "
-              f"peak RSS {ours['peak_rss_mb']:.0f} MB", flush=True)
+              f"peak RSS {ours['peak_rss_mb']:.0f} MB, CPU s "
+              + ", ".join(f"{k} {v:.1f}" for k, v in ours["cpu"].items()), flush=True)
+        if args.only_citydash:
+            return 0
         ceiling = run_ceiling(broker, args.messages)
         print(f"bare paho subscriber (ceiling): {ceiling['rate']:,.0f} msgs/s", flush=True)
         naive = run_naive(pg.url, broker, args.naive_messages)

@@ -23,10 +23,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def setup_logging() -> None:
+def setup_logging(settings=None) -> None:
     from ingest.settings import get_settings
 
-    settings = get_settings()
+    settings = settings or get_settings()
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())

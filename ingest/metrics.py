@@ -12,7 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 log = logging.getLogger(__name__)
 
 MESSAGES = Counter("citydash_ingest_messages_total",
-                   "MQTT messages by decoder and outcome (received, written, rejected)",
+                   "MQTT messages by decoder and outcome (received, decoded, written, rejected)",
                    ["decoder", "outcome"])
 ROWS_WRITTEN = Counter("citydash_ingest_rows_written_total", "Rows inserted", ["table"])
 DUPLICATES = Counter("citydash_ingest_duplicate_rows_total",

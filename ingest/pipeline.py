@@ -59,6 +59,14 @@ class Pipeline:
             if len(self._buf) >= self.batch_size:
                 self._cond.notify()
 
+    def submit_many(self, entries: list[Entry]) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self._buf.extend((now, e) for e in entries)
+            metrics.BUFFER_DEPTH.set(len(self._buf))
+            if len(self._buf) >= self.batch_size:
+                self._cond.notify()
+
     def depth(self) -> int:
         return len(self._buf)
 
@@ -108,6 +116,8 @@ class Pipeline:
             for entry in batch:
                 if entry.decoded is None and entry.reason is None:
                     self.decode(entry)
+            _count(batch, "received", lambda e: True)
+            _count(batch, "decoded", lambda e: e.reason is None)
             if not self._commit(batch):
                 break  # stopping while the database is down: leave them unacknowledged
             self._housekeeping()
@@ -179,12 +189,8 @@ class Pipeline:
             seen = self._newest.get(sid)
             if seen is None or t > seen:
                 self._newest[sid] = t
-        by_decoder: dict[tuple[str, str], int] = {}
-        for entry in batch:
-            key = (entry.decoder or "none", "rejected" if entry.reason else "written")
-            by_decoder[key] = by_decoder.get(key, 0) + 1
-        for (decoder, outcome), n in by_decoder.items():
-            metrics.MESSAGES.labels(decoder=decoder, outcome=outcome).inc(n)
+        _count(batch, "written", lambda e: e.reason is None)
+        _count(batch, "rejected", lambda e: e.reason is not None)
         self.ack(batch)
         self._observe_lag(batch)
 
@@ -201,6 +207,17 @@ class Pipeline:
                 [v.time for v in decoded.vehicles]
             if times:
                 metrics.LAG_SECONDS.observe(max((now - max(times)).total_seconds(), 0.0))
+
+
+def _count(batch: list[Entry], outcome: str, which: Callable[[Entry], bool]) -> None:
+    """Add the entries of ``batch`` that ``which`` selects to the per-decoder message counter."""
+    by_decoder: dict[str, int] = {}
+    for entry in batch:
+        if which(entry):
+            key = entry.decoder or "none"
+            by_decoder[key] = by_decoder.get(key, 0) + 1
+    for decoder, n in by_decoder.items():
+        metrics.MESSAGES.labels(decoder=decoder, outcome=outcome).inc(n)
 
 
 def oldest_allowed(retention_days: int) -> datetime:

@@ -11,14 +11,19 @@ As in Home Assistant's MQTT client, subscriptions are made in ``on_connect``,
 one routing table maps topic filters to decoders, and a bad message is
 caught, logged with its topic and a truncated payload, counted and
 dead-lettered; it never stops the loop.
+
+This process only receives and acknowledges: raw messages go in chunks to a
+worker process (:mod:`ingest.worker`) that decodes and writes them and sends
+back what to ack, so paho's network loop has a core of its own.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections import deque
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -26,20 +31,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ingest import metrics
-from ingest.city import city_bbox
-from ingest.decoders.base import DecodeContext, DecodeError, Message
-from ingest.pipeline import Pipeline, oldest_allowed
+from ingest import worker
+from ingest.mqtt_client import BufferedClient
 from ingest.router import DEFAULT_ROUTES, Router, parse_routes
 from ingest.settings import Settings, get_settings, mask_url
-from ingest.validate import ValidationContext
-from ingest.writer import BatchWriter, Entry
+from ingest.writer import WriteResult
 
 log = logging.getLogger(__name__)
 
 RECEIVE_MAXIMUM_CAP = 65535
-CONTEXT_REFRESH_S = 1.0
-KINDS_REFRESH_S = 60.0
+CHUNK = 1000  # messages per hand-over to the worker
+HANDOVER_S = 0.01  # a partial chunk waits at most this long
+STOP_TIMEOUT_S = 90.0
 
 
 def broker_address(url: str) -> tuple[str, int, bool, str | None, str | None]:
@@ -55,26 +58,27 @@ class IngestService:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings = settings or get_settings()
         self.router = Router(parse_routes(settings.mqtt_routes or DEFAULT_ROUTES))
-        self.dctx = DecodeContext(bbox=city_bbox(settings.city_pack),
-                                  max_payload_bytes=settings.max_payload_bytes)
-        self.writer = BatchWriter(settings.role_url("ingest"), settings.dead_letter_payload_cap)
-        self.pipeline = Pipeline(self.writer, self._decode, self._ack,
-                                 batch_size=settings.batch_size,
-                                 max_age_s=settings.batch_max_age_ms / 1000)
         self.generation = 0
         self.connected = threading.Event()
-        self._vctx: ValidationContext | None = None
-        self._vctx_at = 0.0
-        self._declared: dict[str, frozenset[str]] = {}
-        self._declared_at = float("-inf")
-        self._metrics_server = None
+        self.ready = threading.Event()  # the worker is up
+        self.failed = threading.Event()  # the worker died: the process must exit
+        self.stopped = threading.Event()
+        self.totals = WriteResult()
+        self._queue: deque[tuple] = deque()  # network thread → forwarder (append/popleft are atomic)
+        self._gen_shift = 0  # generation << 16, the high bits of every token
+        self._wake = threading.Event()
+        self._send_lock = threading.Lock()  # one writer at a time on the pipe to the worker
+        self._closing = False
+        self._process = None
+        self._to_worker = self._from_worker = None
+        self._threads: list[threading.Thread] = []
         self.client = self._make_client()
 
     # -- MQTT ---------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id,
+                                protocol=mqtt.MQTTv5, manual_ack=True)
         host, port, tls, user, password = broker_address(s.mqtt_url)
         self._host, self._port = host, port
         if tls:
@@ -85,7 +89,7 @@ class IngestService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         # ready only once the broker has confirmed the subscriptions (SUBACK)
-        client.on_subscribe = lambda *args: self.connected.set()
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)
         return client
@@ -106,92 +110,123 @@ class IngestService:
             log.error("broker refused the connection: %s", reason_code)
             return
         self.generation += 1
+        self._gen_shift = self.generation << 16
         subs = [(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions()]
         client.subscribe(subs)
-        metrics.CONNECTED.set(1)
         log.info("connected to %s:%d (session present: %s), subscribed to %d filters",
                  self._host, self._port, flags.session_present, len(subs))
 
+    def _on_subscribe(self, *args):
+        self.connected.set()
+        self._control(("state", True))
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
-        metrics.CONNECTED.set(0)
+        self._control(("state", False))
         if reason_code != 0:
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        entry = Entry(msg.mid, msg.qos, self.generation,
-                      Message(msg.topic, msg.payload, datetime.now(timezone.utc)))
-        self.pipeline.submit(entry)
+        # The network thread does as little as possible: the worker does the rest.
+        if not self._closing:  # else not acked: the broker redelivers it next session
+            self._queue.append((self._gen_shift | msg.mid, msg.qos, msg.topic, msg.payload))
 
-    def _ack(self, entries: list[Entry]) -> None:
-        generation = self.generation
-        ack = self.client.ack
-        for entry in entries:
-            # A message from an earlier connection is redelivered on this one; its
-            # packet id may already name another message, so it is never acked here.
-            if entry.qos and entry.generation == generation:
-                ack(entry.mid, entry.qos)
+    # -- hand-over to the worker -------------------------------------------
+    def _send(self, message: tuple) -> None:
+        with self._send_lock:
+            self._to_worker.send(message)
 
-    # -- decoding (writer thread) ------------------------------------------
-    def _validation_context(self) -> ValidationContext:
-        now = time.monotonic()
-        if now - self._declared_at >= KINDS_REFRESH_S:
+    def _control(self, message: tuple) -> None:
+        if self._to_worker is not None and not self.failed.is_set():
             try:
-                self._declared = self.writer.declared_metrics()
-            except Exception as exc:  # keep the last known declarations
-                log.warning("could not read sensor_kinds: %s", exc)
-            self._declared_at = now
-            self._vctx = None
-        if self._vctx is None or now - self._vctx_at >= CONTEXT_REFRESH_S:
-            self._vctx = ValidationContext(
-                max_future=timedelta(seconds=self.settings.max_future_s),
-                oldest=oldest_allowed(self.settings.raw_retention_days),
-                declared_metrics=self._declared)
-            self._vctx_at = now
-        return self._vctx
+                self._send(message)
+            except (OSError, ValueError):
+                pass
 
-    def _decode(self, entry: Entry) -> None:
-        try:
-            entry.decoded = self.router.decode(entry.message, self.dctx, self._validation_context())
-            entry.decoder = self.router.route(entry.message.topic)[0]
-        except DecodeError as exc:
-            entry.decoder = exc.decoder
-            entry.reason = exc.reason
-            log.info("rejected message on %s: %s (payload %r)", entry.message.topic, exc.reason,
-                     entry.message.payload[:120])
-        except Exception as exc:  # a decoder bug must not stop the loop
-            found = self.router.route(entry.message.topic)
-            entry.decoder = found[0] if found else None
-            entry.reason = f"internal decoder error: {type(exc).__name__}: {exc}"
-            log.exception("decoder failed on %s", entry.message.topic)
+    def _forward(self) -> None:
+        """Send chunks of raw messages to the worker; on stop, the rest and then "stop"."""
+        queue = self._queue
+        while True:
+            closing = self._closing
+            if len(queue) < CHUNK and not closing:
+                self._wake.wait(HANDOVER_S)
+            received_at = time.time()
+            try:
+                while queue:
+                    n = min(len(queue), CHUNK)
+                    self._send(("msgs", received_at, [queue.popleft() for _ in range(n)]))
+                if closing:
+                    self._send(("stop",))
+                    return
+            except (OSError, ValueError):
+                return  # the worker is gone; _collect notices
+
+    def _collect(self) -> None:
+        """Ack what the worker committed; notice when it stops or dies."""
+        ack_many = self.client.ack_many
+        while True:
+            try:
+                message = self._from_worker.recv()
+            except (EOFError, OSError):
+                if not self.stopped.is_set():
+                    log.error("the ingest worker process died; exiting so that the supervisor "
+                              "restarts us (unacknowledged messages are redelivered)")
+                    self.failed.set()
+                return
+            kind = message[0]
+            if kind == "ack":
+                # A message from an earlier connection is redelivered on this one; its
+                # packet id may already name another message, so it is never acked here.
+                generation = self.generation
+                ack_many([v & 0xFFFF for v in message[1] if v >> 16 == generation])
+                self._totals(message[2])
+            elif kind == "ready":
+                self.ready.set()
+            elif kind == "stopped":
+                self._totals(message[1])
+                self.stopped.set()
+                return
+
+    def _totals(self, values: tuple[int, int, int, int]) -> None:
+        t = self.totals
+        t.readings, t.duplicates, t.vehicles, t.dead_letters = values
 
     # -- lifecycle -----------------------------------------------------------
-    def health(self) -> tuple[bool, dict]:
-        ok = self.connected.is_set() and self.pipeline.last_error is None
-        return ok, {"mqtt_connected": self.connected.is_set(),
-                    "database_error": self.pipeline.last_error,
-                    "buffered": self.pipeline.depth()}
-
     def start(self) -> None:
         s = self.settings
         log.info("ingest starting: broker %s, database %s", mask_url(s.mqtt_url),
                  mask_url(s.role_url("ingest")))
-        self._metrics_server = metrics.serve(s.metrics_host, s.metrics_port, self.health)
-        self.pipeline.start()
+        ctx = multiprocessing.get_context("spawn")
+        worker_in, self._to_worker = ctx.Pipe(duplex=False)
+        self._from_worker, worker_out = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(target=worker.main, args=(s, worker_in, worker_out),
+                                    name="citydash-ingest-worker", daemon=True)
+        self._process.start()
+        worker_in.close()
+        worker_out.close()
+        self._threads = [threading.Thread(target=self._forward, name="citydash-forward", daemon=True),
+                         threading.Thread(target=self._collect, name="citydash-collect", daemon=True)]
+        for thread in self._threads:
+            thread.start()
         self.client.connect_async(self._host, self._port, keepalive=s.mqtt_keepalive_s,
                                   clean_start=False, properties=self._connect_properties())
         self.client.loop_start()
 
     def stop(self) -> None:
-        """Flush, commit and ack what is buffered, then disconnect."""
-        log.info("ingest stopping: flushing %d buffered messages", self.pipeline.depth())
-        self.pipeline.stop()
+        """Hand over what is received, let the worker flush, commit and ack, then disconnect."""
+        log.info("ingest stopping: flushing buffered messages")
+        self._closing = True
+        self._wake.set()
+        if not self.stopped.wait(STOP_TIMEOUT_S) and not self.failed.is_set():
+            log.warning("the worker did not finish flushing in %.0f s; unacknowledged messages "
+                        "stay with the broker", STOP_TIMEOUT_S)
         self.client.disconnect()
         self.client.loop_stop()
-        self.writer.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-        t = self.pipeline.totals
+        if self._process is not None:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+        t = self.totals
         log.info("ingest stopped: %d readings, %d vehicle positions, %d dead letters, "
                  "%d duplicates skipped", t.readings, t.vehicles, t.dead_letters, t.duplicates)
 
@@ -206,6 +241,7 @@ def run_forever(settings: Settings | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start()
-    stop.wait()
+    while not stop.is_set() and not service.failed.is_set():
+        stop.wait(1.0)
     service.stop()
-    return 0
+    return 1 if service.failed.is_set() else 0

@@ -32,7 +32,12 @@ def publish_all(port: int, messages, qos: int = 1, timeout: float = 120) -> int:
         for topic, payload in messages:
             if not isinstance(payload, (bytes, str)):
                 payload = json.dumps(payload)
-            infos.append(client.publish(topic, payload, qos=qos))
+            info = client.publish(topic, payload, qos=qos)
+            assert info.rc == mqtt.MQTT_ERR_SUCCESS, mqtt.error_string(info.rc)
+            infos.append(info)
+            # paho's packet ids are 16-bit: stay well under 65,535 unacknowledged.
+            while len(client._out_messages) > 20_000:
+                time.sleep(0.002)
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
