@@ -111,3 +111,17 @@ def test_cli_load_uses_citydash_database_url(db_url, tmp_path, monkeypatch, caps
         get_settings.cache_clear()
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM districts").fetchone()[0] == 6
+
+
+def test_demo_traffic_counters_carry_what_the_congestion_kpi_needs(db_url, demo):
+    """Congestion compares speed with the road's free-flow speed: the loader must store it."""
+    with psycopg.connect(db_url) as conn:
+        store_pack(conn, demo)
+        rows = conn.execute("SELECT external_id, attributes FROM sensors "
+                            "WHERE kind = 'traffic_counter'").fetchall()
+    assert len(rows) == int((demo.sensors["kind"] == "traffic_counter").sum()) > 0
+    road_speed = dict(zip(demo.roads["id"], demo.roads["speed_kmh"]))
+    for external_id, attrs in rows:
+        assert attrs["free_flow_kmh"] > 0, external_id
+        assert attrs["free_flow_kmh"] == road_speed[attrs["road"]], external_id
+        assert attrs["road_class"] in {"motorway", "arterial", "collector", "local"}, external_id
