@@ -27,6 +27,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg
+
 from ingest import metrics
 from ingest.city import city_bbox
 from ingest.decoders.base import DecodeContext, DecodeError, Message
@@ -55,12 +57,23 @@ def totals_tuple(t: WriteResult) -> tuple[int, int, int, int]:
     return t.readings, t.duplicates, t.vehicles, t.dead_letters
 
 
-class Decoder:
-    """Routing, decoding and validation of one message (the settings' routing table)."""
+def declared_metrics(url: str) -> dict[str, frozenset[str]]:
+    """The metrics the registry declares per sensor kind (on a connection of its own)."""
+    with psycopg.connect(url, connect_timeout=5, application_name="citydash-ingest-kinds") as conn:
+        rows = conn.execute("SELECT kind, metrics FROM sensor_kinds").fetchall()
+    return {kind: frozenset(metrics) for kind, metrics in rows if metrics}
 
-    def __init__(self, settings: Settings, writer: BatchWriter):
+
+class Decoder:
+    """Routing, decoding and validation of one message (the settings' routing table).
+
+    It runs in the worker's receiving thread, so the next batch is decoded while
+    the writer thread waits for the database to commit the current one.
+    """
+
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.writer = writer
+        self.url = settings.role_url("ingest")
         self.router = Router(parse_routes(settings.mqtt_routes or DEFAULT_ROUTES))
         self.dctx = DecodeContext(bbox=city_bbox(settings.city_pack),
                                   max_payload_bytes=settings.max_payload_bytes)
@@ -73,7 +86,7 @@ class Decoder:
         now = time.monotonic()
         if now - self._declared_at >= KINDS_REFRESH_S:
             try:
-                self._declared = self.writer.declared_metrics()
+                self._declared = declared_metrics(self.url)
             except Exception as exc:  # keep the last known declarations
                 log.warning("could not read sensor_kinds: %s", exc)
             self._declared_at = now
@@ -112,7 +125,8 @@ class Worker:
         self._send_lock = threading.Lock()
         self.connected = False
         self.writer = BatchWriter(settings.role_url("ingest"), settings.dead_letter_payload_cap)
-        self.pipeline = Pipeline(self.writer, Decoder(settings, self.writer), self._ack,
+        self.decode = Decoder(settings)
+        self.pipeline = Pipeline(self.writer, self.decode, self._ack,
                                  batch_size=settings.batch_size,
                                  max_age_s=settings.batch_max_age_ms / 1000)
         self.jobs = None
@@ -149,6 +163,9 @@ class Worker:
         at = datetime.fromtimestamp(received_at, timezone.utc)
         entries = [Entry(mid & 0xFFFF, qos, mid >> 16, Message(topic, payload, at))
                    for mid, qos, topic, payload in chunk]
+        decode = self.decode
+        for entry in entries:
+            decode(entry)
         self.pipeline.submit_many(entries)
 
     def set_connected(self, connected: bool) -> None:

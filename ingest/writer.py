@@ -250,11 +250,6 @@ class BatchWriter:
                 self.conn = None
             raise
 
-    def declared_metrics(self) -> dict[str, frozenset[str]]:
-        conn = self.connect()
-        rows = conn.execute("SELECT kind, metrics FROM sensor_kinds").fetchall()
-        conn.rollback()
-        return {kind: frozenset(metrics) for kind, metrics in rows if metrics}
 
 
 def _text(value: str) -> str:

@@ -262,3 +262,25 @@ def test_the_ingestor_runs_the_rollup_job(settings, db_url, mqtt_broker):
     finally:
         svc.stop()
     assert rolled == 1200  # every stored reading is counted once in the 1-minute rollup
+
+
+def test_metrics_the_registry_does_not_declare_are_dead_lettered(settings, db_url, mqtt_broker):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO sensor_kinds (kind, domain, metrics) "
+                     "VALUES ('parking', 'mobility', '{occupancy}')")
+    svc = IngestService(settings)
+    svc.start()
+    try:
+        assert svc.connected.wait(10)
+        now = time.time()
+        publish_all(mqtt_broker.port, [
+            ("city/mobility/parking/p-1", {"ts": now - 5, "values": {"occupancy": 40}}),
+            ("city/mobility/parking/p-2", {"ts": now - 5, "values": {"occupancy": 40, "colour": 3}}),
+        ])
+        assert wait_for_count(db_url, 1, "SELECT count(*) FROM dead_letters") == 1
+        assert wait_for_count(db_url, 1, stable_for=0.5) == 1
+    finally:
+        svc.stop()
+    with psycopg.connect(db_url) as conn:
+        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    assert "'colour' is not declared for kind 'parking'" in reason and "occupancy" in reason
