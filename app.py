@@ -12,4 +12,6 @@ server = app.server
 
 if __name__ == "__main__":
     settings = get_settings()
-    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    from dashboard.security import check_debug
+
+    app.run(host=settings.host, port=settings.port, debug=check_debug(settings))

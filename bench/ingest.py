@@ -50,7 +50,9 @@ MAX_OUTSTANDING = 20_000
 def _publish(port: int, n: int, start_ts: float, rate: float | None, sensors: int,
              prefix: str) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(2000)
+    # A wide window: the publisher must not queue messages inside paho waiting for
+    # PUBACKs, or the live lag would measure the publisher's own backlog.
+    client.max_inflight_messages_set(10_000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -273,22 +275,32 @@ def run_live_lag(pg_url: str, broker: LocalMosquitto, rate: float, seconds: floa
     proc = ingestor(pg_url, broker.url, client_id, tmp / "ingest-live.log")
     time.sleep(2)
     n = int(rate * seconds)
-    pub = publish(broker.port, n, rate=rate, prefix="live-")
+    # Two publisher processes, each offering half the rate (one paho client alone
+    # cannot keep 10,000 msgs/s flowing on this machine).
+    pubs = [publish(broker.port, n // 2, rate=rate / 2, prefix=f"live{k}-") for k in range(2)]
+    n = 2 * (n // 2)
     lags: list[float] = []
-    newest = 0.0
+    # Each publisher's messages are committed in the order it sent them, so per publisher
+    # the rows newer than its newest seen row are the ones committed since the last poll.
+    newest = {"live0": 0.0, "live1": 0.0}
     conn = psycopg.connect(pg_url, autocommit=True)
     deadline = time.monotonic() + seconds + 60
     seen = 0
     while seen < 2 * n and time.monotonic() < deadline:
-        rows = conn.execute("SELECT extract(epoch FROM time)::float8 FROM readings "
-                            "WHERE time > to_timestamp(%s) ", (newest,)).fetchall()
+        rows = conn.execute(
+            "SELECT extract(epoch FROM r.time)::float8, left(s.external_id, 5) FROM readings r "
+            "JOIN sensors s ON s.id = r.sensor_id WHERE r.time > to_timestamp(%s)",
+            (min(newest.values()),)).fetchall()
         now = time.time()
-        for (t,) in rows:
+        fresh = [(t, who) for t, who in rows if t > newest[who]]
+        for t, who in fresh:
             lags.append(now - t)
-            newest = max(newest, t)
-        seen += len(rows)
+        for who in newest:
+            newest[who] = max([newest[who]] + [t for t, w in fresh if w == who])
+        seen += len(fresh)
         time.sleep(0.02)
-    pub.join()
+    for pub in pubs:
+        pub.join()
     rss = peak_rss_mb(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)

@@ -8,6 +8,10 @@
    backfill - plus two days of vehicle positions (100 vehicles, every 30 s)
    and dead letters; rolls every day up as it goes (``ingest.rollup.rebuild``)
    and materialises the KPI series (``dashboard.kpis.materialise``).
+   ``--data backfill`` writes the history with the simulator's backfill instead
+   (``ingest/simulate/backfill.py``: demo-city sensors with their own metrics,
+   one report a minute, through ``BatchWriter``; more rows per sensor than the
+   SQL mix, so compare like with like).
 3. Times the wall's full KPI set - every KPI: current value, value per
    district, 24-hour series - as the dashboard's role, from rollups and from
    raw readings, and prints medians, p95 and the ratio.
@@ -140,6 +144,72 @@ def load_vehicles(conn, start: datetime, end: datetime) -> int:
                     SELECT t, 'city/mobility/x', 10, 'bench' FROM generate_series(%s::timestamptz, %s::timestamptz,
                     interval '5 minutes') t""", (start, end))
     return n
+
+
+def load_sql(conn, args, start: datetime, now: datetime) -> tuple[int, int, float, float]:
+    """The history in SQL (generate_series), one day per statement, rolled up day by day."""
+    conn.execute("SELECT setseed(0.42)")
+    conn.execute("INSERT INTO districts (id, name, geometry) SELECT 'd' || lpad(g::text, 2, '0'), "
+                 "'District ' || g, '{}' FROM generate_series(1, %s) g", (DISTRICTS,))
+    n = seed(conn, args.sensors)
+    log(f"{n} sensors; generating {args.days} days of readings in SQL, one day per statement")
+    t_load = t_roll = 0.0
+    total = 0
+    day = start
+    while day < now:
+        t = time.perf_counter()
+        rows = load_day(conn, day, now)
+        t_load += time.perf_counter() - t
+        t = time.perf_counter()
+        rollup.rebuild(conn, day, min(day + timedelta(days=1), now))
+        t_roll += time.perf_counter() - t
+        total += rows
+        day += timedelta(days=1)
+        log(f"  {day:%Y-%m-%d}: {total / 1e6:.1f} M readings (load {t_load:.0f} s, rollups {t_roll:.0f} s)")
+    vehicles = load_vehicles(conn, now - timedelta(days=2), now)
+    return total, vehicles, t_load, t_roll
+
+
+def load_backfill(conn, ingest_url: str, sensors: int, start: datetime,
+                  now: datetime) -> tuple[int, int, float, float, int]:
+    """The history from the simulator's backfill: the demo city pack (districts, sensors) is
+    loaded, then ``sensors`` of its sensors (kinds interleaved) report every minute with their
+    own metrics through ``BatchWriter``, one day at a time, each day rolled up; vehicles
+    (every 30 s) for the last 2 days."""
+    from ingest.simulate.backfill import backfill
+    from ingest.simulate.city import build_city
+    from ingest.simulate.world import World
+    from layers.pack import load_pack
+    from layers.store import store_pack
+
+    pack = load_pack(ROOT / "layers" / "demo_city")
+    store_pack(conn, pack)
+    city = build_city(pack)
+    rank = np.zeros(len(city))
+    for idx in city.by_kind.values():
+        rank[idx] = np.arange(len(idx)) / len(idx)
+    chosen = np.sort(np.argsort(rank, kind="stable")[:sensors])
+    world = World(city, seed=1, interval=60.0, sensors=chosen, vehicles=False)
+    log(f"{len(chosen)} demo-city sensors; backfilling {(now - start).days} days at one report a "
+        "minute through BatchWriter, one day per run")
+    t_load = t_roll = 0.0
+    total = 0
+    day = start
+    while day < now:
+        end = min(day + timedelta(days=1), now)
+        t = time.perf_counter()
+        total += backfill(world, ingest_url, day.timestamp(), end.timestamp(), progress=False).readings
+        t_load += time.perf_counter() - t
+        t = time.perf_counter()
+        rollup.rebuild(conn, day, end)
+        t_roll += time.perf_counter() - t
+        day = end
+        log(f"  {day:%Y-%m-%d}: {total / 1e6:.1f} M readings (load {t_load:.0f} s, rollups {t_roll:.0f} s)")
+    conn.execute("DELETE FROM rollup_pending")  # every day was rebuilt above
+    buses = World(city, seed=1, vehicle_interval=30.0, sensors=np.empty(0, dtype=np.int64))
+    vehicles = backfill(buses, ingest_url, (now - timedelta(days=2)).timestamp(), now.timestamp(),
+                        progress=False).vehicles
+    return total, vehicles, t_load, t_roll, len(chosen)
 
 
 # -- timing ---------------------------------------------------------------------------
@@ -292,6 +362,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sensors", type=int, default=1000)
     p.add_argument("--days", type=int, default=30)
+    p.add_argument("--data", choices=["sql", "backfill"], default="sql",
+                   help="history from SQL generate_series (default) or from the simulator's "
+                   "backfill (demo city sensors and metrics, through BatchWriter)")
     p.add_argument("--iterations", type=int, default=30, help="timed wall runs from rollups")
     p.add_argument("--raw-iterations", type=int, default=5, help="timed wall runs from raw readings")
     p.add_argument("--ingest-seconds", type=float, default=180)
@@ -310,7 +383,7 @@ def main(argv=None) -> int:
     root = Path(tempfile.mkdtemp(prefix="citydash-bench-kpi-"))
     os.chmod(root, 0o755)  # the postgres user must reach it when run as root
     pg = LocalPostgres(root, free_port())
-    results: dict = {"sensors": args.sensors, "days": args.days}
+    results: dict = {"sensors": args.sensors, "days": args.days, "data": args.data}
     try:
         pg.start()
         migrate(pg.url)
@@ -320,25 +393,11 @@ def main(argv=None) -> int:
         now = datetime.now(timezone.utc)
         start = (now - timedelta(days=args.days)).replace(second=0, microsecond=0)
         with psycopg.connect(pg.url, autocommit=True) as conn:
-            conn.execute("SELECT setseed(0.42)")
-            conn.execute("INSERT INTO districts (id, name, geometry) SELECT 'd' || lpad(g::text, 2, '0'), "
-                         "'District ' || g, '{}' FROM generate_series(1, %s) g", (DISTRICTS,))
-            n = seed(conn, args.sensors)
-            log(f"{n} sensors; generating {args.days} days of readings in SQL, one day per statement")
-            t_load = t_roll = 0.0
-            total = 0
-            day = start
-            while day < now:
-                t = time.perf_counter()
-                rows = load_day(conn, day, now)
-                t_load += time.perf_counter() - t
-                t = time.perf_counter()
-                rollup.rebuild(conn, day, min(day + timedelta(days=1), now))
-                t_roll += time.perf_counter() - t
-                total += rows
-                day += timedelta(days=1)
-                log(f"  {day:%Y-%m-%d}: {total / 1e6:.1f} M readings (load {t_load:.0f} s, rollups {t_roll:.0f} s)")
-            vehicles = load_vehicles(conn, now - timedelta(days=2), now)
+            if args.data == "backfill":
+                total, vehicles, t_load, t_roll, results["sensors"] = load_backfill(
+                    conn, ingest, args.sensors, start, now)
+            else:
+                total, vehicles, t_load, t_roll = load_sql(conn, args, start, now)
             conn.execute("VACUUM ANALYZE")
             size = conn.execute("SELECT pg_size_pretty(hypertable_size('readings')), "
                                 "pg_size_pretty(hypertable_size('readings_1m')), "
@@ -402,10 +461,16 @@ def report(r: dict, args) -> str:
         f"{datetime.now(timezone.utc):%Y-%m-%d}; machine: {cpu} cores ({model or platform.processor()}), "
         f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, TimescaleDB Apache "
         "edition with the local stack's settings (`ingest/stack/postgres.py`).", "",
-        f"Data, generated in SQL with `generate_series` (not the simulator's backfill): {r['sensors']} sensors, "
-        f"{r['days']} days at one reading a minute (bike docks two), {r['readings']:,} readings "
+        (f"Data, generated in SQL with `generate_series` (not the simulator's backfill): {r['sensors']} sensors, "
+         f"{r['days']} days at one reading a minute (bike docks two), {r['readings']:,} readings "
+         if r.get("data", "sql") == "sql" else
+         f"Data, written by the simulator's backfill through `BatchWriter` (`--data backfill`): "
+         f"{r['sensors']} demo-city sensors, {r['days']} days at one report a minute with each "
+         f"kind's metrics, {r['readings']:,} readings ") +
         f"({r['sizes'][0]}; 1-minute rollup {r['sizes'][1]}, 1-hour {r['sizes'][2]}), and "
-        f"{r['vehicles']:,} vehicle positions (100 vehicles, last 2 days). Loading took {r['load_s']:.0f} s, "
+        f"{r['vehicles']:,} vehicle positions ("
+        f"{'100 vehicles' if r.get('data', 'sql') == 'sql' else 'the demo city timetable'}, last 2 days). "
+        f"Loading took {r['load_s']:.0f} s, "
         f"rolling up {r['rollup_s']:.0f} s, materialising the KPI series {r['materialise_s']:.0f} s.", "",
         f"The wall's full KPI set ({r['kpis']} KPIs: current value, value per district, 24-hour series at "
         "1-minute resolution), as `citydash_reader`, `dashboard.kpis.evaluate.wall()`:", "",

@@ -8,6 +8,7 @@ import flask
 from dash import dcc, html
 
 from dashboard import cache, state
+from dashboard.api import BLUEPRINT as API_V1
 from dashboard.layer_files import BLUEPRINT as LAYER_FILES
 from ingest.settings import Settings
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     app.layout = html.Div([dash.page_container], className="citydash")
     server: flask.Flask = app.server
     server.register_blueprint(LAYER_FILES)
+    server.register_blueprint(API_V1)  # read API /api/v1 (docs/api.md)
 
     @server.route("/healthz")
     def healthz():
@@ -37,4 +39,19 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         body = {"ok": db.ok, "database": db.ok, "migration_version": db.migration_version}
         return flask.jsonify(body), (200 if db.ok else 503)
 
+    # Sign-in guard, the public view (/public/: its own Dash app and callbacks on the same
+    # server), security headers and rate limits (docs/auth.md, docs/public-embed.md).
+    from dashboard import security
+    from dashboard.auth import web as auth_web
+    from dashboard.public.app import create_public_app
+
+    auth_web.init_app(server, rt.settings)
+    public = create_public_app(server, rt.settings)
+    app.public_app = public
+    # Set both apps up now, in a fixed order, so the internal app takes the
+    # globally registered callbacks (dash.callback) before any request arrives.
+    with server.test_request_context("/"):
+        app._setup_server()
+        public._setup_server()
+    security.init_app(server, rt.settings, [app, public])
     return app

@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="print every setting with its value (secrets masked)")
     stack = sub.add_parser("stack", help="the local TimescaleDB + Mosquitto under var/")
     stack.add_argument("action", choices=["start", "stop", "status"])
+    simulate = sub.add_parser("simulate", help="publish a living city pack over MQTT, "
+                              "optionally after a history backfill (docs/simulator.md)")
+    from ingest.settings import get_settings as _settings
+    from ingest.simulate.cli import add_arguments as _simulate_arguments
+
+    _simulate_arguments(simulate, _settings())
     args = parser.parse_args(argv)
     command = args.command or "run"
     setup_logging()
@@ -32,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
             applied = migrate(get_settings().database_url)
             print(f"migrations applied: {applied or 'none (up to date)'}")
+        elif command == "simulate":
+            from ingest.settings import get_settings
+            from ingest.simulate.cli import run as simulate
+
+            return simulate(args, get_settings())
         elif command == "settings":
             from ingest.settings import describe, get_settings
 

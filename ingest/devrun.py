@@ -1,8 +1,16 @@
 """``make run``: the whole product on the local stack, stopped cleanly by Ctrl-C.
 
 Starts TimescaleDB and Mosquitto under ``var/``, applies migrations, loads the
-city pack, then runs the ingestor and the dashboard (gunicorn) as child
-processes and prints the URL.  (The simulator joins once it exists.)
+city pack, then runs the ingestor, the simulator and the dashboard (gunicorn)
+as child processes and prints the URL.
+
+The simulator (docs/simulator.md) runs twice: once live, publishing the city
+in real time from now on, and, when the history has a hole, once as a
+backfill that writes it through the database writer and exits.  On the first
+start (no readings) the hole is ``CITYDASH_SIMULATE_BACKFILL_DAYS`` days long;
+on later starts it is the time since the newest reading (at most that many
+days), so the charts have no gap.  Both start together, so live data arrives
+within seconds while the history is written.
 """
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+import psycopg
 
 from ingest.logs import setup_logging
 from ingest.migrate import migrate
@@ -45,7 +56,10 @@ def main() -> int:
     subprocess.run([py, "-m", "layers", "load", settings.city_pack], check=True, env=child_env)
     _step(f"city pack loaded: {settings.city_pack}")
 
+    _demo_users(settings)
+
     children: list[tuple[str, subprocess.Popen]] = []
+    oneshot = {"simulate-history"}  # children that finish on their own
 
     def spawn(name: str, args: list[str]) -> None:
         log = open(ROOT / "var" / f"{name}.log", "ab")
@@ -53,8 +67,23 @@ def main() -> int:
                                                 stderr=subprocess.STDOUT, cwd=ROOT)))
 
     spawn("ingest", [py, "-m", "ingest", "run"])
-    # The simulator (issue 4, `python -m ingest simulate`) is not written yet; when it is,
-    # it is started here, with a history backfill on first start.
+    # On the very first start the ingestor's persistent session does not exist yet: what
+    # the simulator published before the subscription would be lost, so wait for it.
+    if _wait_subscribed(settings, 60):
+        _step("ingestor subscribed")
+    else:
+        _step("ingestor subscription not confirmed (see var/ingest.log); starting anyway")
+    start = datetime.now(timezone.utc)
+    history_from = _history_start(settings, start)
+    simulate = [py, "-m", "ingest", "simulate", "--start", start.isoformat(), "--no-progress"]
+    if history_from is not None:
+        spawn("simulate-history", simulate + [
+            "--backfill-from", history_from.isoformat(), "--duration", "0",
+            "--backfill-interval", str(settings.simulate_backfill_interval_s)])
+        _step(f"simulator: writing history {history_from:%Y-%m-%d %H:%M} .. {start:%H:%M} UTC "
+              "in the background (var/simulate-history.log)")
+    spawn("simulate", simulate)
+    _step("simulator: publishing the city live (var/simulate.log)")
     spawn("dashboard", [str(Path(py).with_name("gunicorn")), "--workers", "2", "--threads", "4",
                         "--bind", f"{settings.host}:{settings.port}", "app:server"])
     wait_for_port(settings.host, settings.port, 60)
@@ -71,10 +100,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    _step(f"{name} exited with status {proc.returncode}; see var/{name}.log")
-                    stopping = True
+            for name, proc in list(children):
+                if proc.poll() is None:
+                    continue
+                if name in oneshot:
+                    children.remove((name, proc))
+                    _step(f"{name}: {'done' if proc.returncode == 0 else 'failed'} "
+                          f"(var/{name}.log)")
+                    continue
+                _step(f"{name} exited with status {proc.returncode}; see var/{name}.log")
+                stopping = True
             time.sleep(0.5)
     finally:
         _step("stopping")
@@ -89,6 +124,74 @@ def main() -> int:
         local.stop()
         _step("stopped; data kept under var/ (make stop / make stack, or rm -rf var to reset)")
     return 0
+
+
+DEMO_USERS = (("operator", "operator"), ("planner", "planner"), ("admin", "admin"))
+
+
+def _demo_users(settings) -> None:
+    """On a local stack without users, create one per role and print where their passwords are.
+
+    Passwords are random, kept in ``var/demo-users.txt`` (readable by this user only); a city's
+    own deployment adds users with ``python -m dashboard users add``.
+    """
+    import secrets
+
+    from dashboard.auth import users
+
+    if settings.auth_mode != "builtin":
+        return
+    path = ROOT / "var" / "demo-users.txt"
+    with psycopg.connect(settings.database_url) as conn:
+        if users.list_users(conn):
+            if path.exists():
+                _step(f"sign in with the demo users in {path.relative_to(ROOT)}")
+            return
+        lines = []
+        for name, role in DEMO_USERS:
+            password = secrets.token_urlsafe(12)
+            users.add_user(conn, name, password, role)
+            lines.append(f"{name} ({role}): {password}")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    _step("demo users created (sign in at /login): " + "; ".join(lines)
+          + f" (kept in {path.relative_to(ROOT)})")
+
+
+def _wait_subscribed(settings, timeout_s: float) -> bool:
+    """Wait until the ingestor's /healthz says it is subscribed to the broker."""
+    import json
+    import urllib.request
+
+    if not settings.metrics_port:  # no health endpoint to ask
+        return False
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body = json.loads(response.read())
+        except OSError as exc:  # not listening yet, or 503 while not connected
+            body = json.loads(exc.read()) if hasattr(exc, "read") else {}
+        if body.get("mqtt_connected"):
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _history_start(settings, now: datetime) -> datetime | None:
+    """Where the simulator's backfill starts, or None when the history is complete."""
+    days = settings.simulate_backfill_days
+    if days <= 0:
+        return None
+    earliest = now.timestamp() - days * 86400
+    with psycopg.connect(settings.database_url) as conn:
+        newest = conn.execute("SELECT max(time) FROM readings").fetchone()[0]
+    if newest is None:
+        return datetime.fromtimestamp(earliest, timezone.utc)
+    if now.timestamp() - newest.timestamp() < 2 * settings.simulate_interval_s:
+        return None
+    return datetime.fromtimestamp(max(newest.timestamp(), earliest), timezone.utc)
 
 
 if __name__ == "__main__":

@@ -82,12 +82,12 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = Field(30, description="MQTT keep-alive interval, seconds.")
 
     # --- ingest ----------------------------------------------------------
-    batch_size: int = Field(5000, description="Rows-bearing messages per database batch.")
+    batch_size: int = Field(10000, description="Rows-bearing messages per database batch.")
     batch_max_age_ms: int = Field(
         250, description="Longest a message waits in the buffer before its batch is flushed, ms."
     )
     max_in_flight: int = Field(
-        20000,
+        60000,
         description="Most unacknowledged messages held in memory; when reached the ingestor "
         "stops reading and the broker holds the rest. Also sent as MQTT Receive Maximum "
         "(capped at 65535).",
@@ -141,6 +141,26 @@ class Settings(BaseSettings):
 
     # --- city ------------------------------------------------------------
     city_pack: str = Field("layers/demo_city", description="Folder of the city pack to serve.")
+
+    # --- simulator (python -m ingest simulate, docs/simulator.md) ----------
+    simulate_seed: int = Field(1, description="Seed of the simulator: the same seed gives the "
+                               "same city, readings, incidents and faults.")
+    simulate_interval_s: float = Field(30.0, description="Seconds of simulated time between two "
+                                       "reports of one sensor (--interval).")
+    simulate_vehicle_interval_s: float = Field(10.0, description="Seconds of simulated time "
+                                               "between two positions of one vehicle.")
+    simulate_formats: str = Field(
+        "native=70,senml=10,ngsi=10,ttn=10",
+        description="Share of sensors publishing in each format: native, senml, ngsi (NGSI-LD), "
+        "ttn (The Things Stack uplinks); vehicles always use the native format.")
+    simulate_connections: int = Field(1, description="MQTT connections (one process each) the "
+                                      "simulator publishes on; more for higher rates.")
+    simulate_client_id: str = Field("citydash-sim", description="MQTT client id of the "
+                                    "simulator (suffixed -0, -1, ... with several connections).")
+    simulate_backfill_days: float = Field(2.0, description="make run: days of history the "
+                                          "simulator writes on first start (0: none).")
+    simulate_backfill_interval_s: float = Field(300.0, description="make run: seconds between "
+                                                "two readings of one sensor in that history.")
     layers_dir: str = Field("var/layers", description="Folder of the built web layers; each city "
                             "pack gets a sub-folder named after its slug, built on first use.")
 
@@ -155,6 +175,76 @@ class Settings(BaseSettings):
     cache_redis_url: str = Field(
         "", description="Redis URL for the shared server-side cache; empty: per-process memory."
     )
+    # --- wall screen (/wall, dashboard/pages/wall.py) ---------------------
+    wall_refresh_s: int = Field(
+        5, description="Seconds between refreshes of the wall screen (/wall); ?refresh= overrides "
+        "it per screen (1 to 3600).")
+    wall_cache_s: int = Field(
+        30, description="Time bucket of the wall's cached KPI values, seconds: every screen gets "
+        "the same result within a bucket (KPI rollups run every rollup_interval_s anyway).")
+    wall_stale_after_s: int = Field(
+        180, description="The wall shows a stale-data banner when the newest reading is older "
+        "than this, seconds.")
+    map_tile_url: str = Field(
+        "", description="Optional XYZ raster tile URL template of the city's own tile server "
+        "(e.g. https://tiles.example.city/{z}/{x}/{y}.png) drawn under the maps; empty: the city "
+        "pack's layers only, no tile requests.")
+    # --- sign-in, security headers, public view (dashboard/auth, security.py, public/) --
+    environment: str = Field(
+        "production", description="'production' or 'development'. Debug mode and session cookies "
+        "over plain HTTP are only allowed in development.")
+    auth_mode: str = Field(
+        "builtin", description="Sign-in for /wall, /explore, /api and the other internal pages: "
+        "'builtin' (users in the database, `python -m dashboard users add`), 'proxy' (a trusted "
+        "reverse proxy's header names the user, for the city's single sign-on) or 'none' (no "
+        "sign-in; development and tests only). See docs/auth.md.")
+    auth_proxy_user_header: str = Field(
+        "X-Forwarded-User", description="auth_mode=proxy: request header holding the user name.")
+    auth_proxy_role_header: str = Field(
+        "X-Forwarded-Role", description="auth_mode=proxy: request header holding the role "
+        "(viewer, planner, operator, admin); when absent, the user's role in the users table, "
+        "else auth_proxy_default_role.")
+    auth_proxy_default_role: str = Field(
+        "viewer", description="auth_mode=proxy: role of a signed-in user the proxy and the users "
+        "table give no role for.")
+    auth_proxy_trusted: str = Field(
+        "127.0.0.1,::1", description="auth_mode=proxy: comma-separated addresses of the reverse "
+        "proxies whose user header is trusted; the header from anyone else is ignored.")
+    secret_key_file: str = Field(
+        "var/secret_key", description="When secret_key is empty: file holding a generated secret "
+        "(created on first start, mode 0600), shared by the server processes of this machine. "
+        "Several machines: set secret_key.")
+    session_hours: float = Field(12, description="A sign-in lasts this many hours.")
+    session_cookie_secure: bool = Field(
+        True, description="Send the session cookie over HTTPS only (turned off in development).")
+    proxy_count: int = Field(
+        0, description="Reverse proxies in front of the dashboard that set X-Forwarded-For/-Proto; "
+        "the client address used for rate limits is taken from them.")
+    login_rate_limit: str = Field(
+        "10 per minute", description="Sign-in attempts per client address (flask-limiter syntax).")
+    public_rate_limit: str = Field(
+        "600 per minute", description="Requests per client address to the public view /public/ "
+        "(flask-limiter syntax; one page view is about 10 requests).")
+    public_frame_ancestors: str = Field(
+        "'self'", description="Who may embed the public view in an iframe: CSP frame-ancestors "
+        "sources separated by spaces, e.g. \"'self' https://www.city.gov.br\". Every other page "
+        "refuses framing.")
+    public_delay_s: int = Field(
+        0, description="Publication delay of the public view, seconds (e.g. 900: nothing newer "
+        "than 15 minutes is shown). Enforced by the public_view database views.")
+    public_refresh_s: int = Field(
+        60, description="The public view's figures are recomputed at most once per this many "
+        "seconds, whatever the number of viewers (server-side cache).")
+    audit_retention_days: int = Field(
+        365, description="Audit-log entries older than this are deleted by "
+        "`python -m dashboard audit purge`.")
+    # --- planner explorer and read API (/explore, /api/v1; dashboard/pages/explore.py) --
+    explore_cache_s: int = Field(
+        30, description="Time bucket of the explorer's cached map frames and series, seconds "
+        "(every planner asking for the same view within a bucket gets the same result).")
+    explore_max_points: int = Field(
+        5000, description="Most sensor markers the explorer's map sends; beyond that sensors are "
+        "aggregated on a server-side grid (one marker per cell with a count).")
     debug: bool = Field(False, description="Dash debug mode; only for development.")
     log_level: str = Field("INFO", description="Python log level.")
     log_format: str = Field("json", description="'json' for structured logs, 'text' for humans.")

@@ -21,6 +21,10 @@ from ingest.settings import Settings
 from ingest.stack import LocalMosquitto, LocalPostgres, StackError, free_port
 
 TEMPLATE = "citydash_template"
+# Processes the tests start (gunicorn in test_app_server.py) serve without
+# sign-in unless a test sets CITYDASH_AUTH_MODE itself; production's default
+# is "builtin" (docs/auth.md).
+os.environ.setdefault("CITYDASH_AUTH_MODE", "none")
 _db_counter = itertools.count(1)
 
 
@@ -128,4 +132,7 @@ def settings(db_url, mqtt_broker, request, web_layers_dir) -> Settings:
     client_id = "test-" + request.node.name[:40].replace("[", "-").replace("]", "")
     return Settings(_env_file=None, database_url=db_url, mqtt_url=mqtt_broker.url,
                     mqtt_client_id=f"{client_id}-{next(_db_counter)}", metrics_port=0,
-                    log_format="text", layers_dir=str(web_layers_dir))
+                    log_format="text", layers_dir=str(web_layers_dir),
+                    # Pages that are not about sign-in run without it; tests of
+                    # sign-in turn it on (tests/integration/test_auth*.py).
+                    auth_mode="none")

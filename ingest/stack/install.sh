@@ -4,6 +4,7 @@
 #   - TimescaleDB for the installed PostgreSQL: the distribution's package when it has one,
 #     otherwise built (Apache edition) from Debian 13's `timescaledb` source package
 #   - the virtualenv .venv from requirements.txt
+#   - axe-core (npm pack, pinned) into var/vendor/ for the accessibility browser test
 # Called by `make deps` (and so by `make run` and `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -87,4 +88,18 @@ if [ ! -e .venv/.requirements.stamp ] || ! cmp -s requirements.txt .venv/.requir
   say "installing Python packages from requirements.txt"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   cp requirements.txt .venv/.requirements.stamp
+fi
+
+# 4. axe-core (npm) for the public view's accessibility test, pinned, into var/vendor/ (git-ignored)
+AXE_VERSION=4.14.1
+AXE_DIR="var/vendor/axe-core-$AXE_VERSION"
+if [ ! -s "$AXE_DIR/axe.min.js" ]; then
+  command -v npm >/dev/null 2>&1 || apt_install npm
+  say "fetching axe-core $AXE_VERSION (npm pack)"
+  axe_tmp=$(mktemp -d)
+  (cd "$axe_tmp" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null)
+  tar -xzf "$axe_tmp/axe-core-$AXE_VERSION.tgz" -C "$axe_tmp"
+  mkdir -p "$AXE_DIR"
+  cp "$axe_tmp/package/axe.min.js" "$AXE_DIR/axe.min.js"
+  rm -rf "$axe_tmp"
 fi

@@ -1,0 +1,136 @@
+"""What the explorer page and the read API share: catalogue, connections, geometry indexes, locale."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import lru_cache
+
+import flask
+
+from dashboard import i18n
+from dashboard.db import pool
+from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from dashboard.state import runtime
+
+
+def settings():
+    return runtime().settings
+
+
+@lru_cache(maxsize=4)
+def _catalogue(pack: str) -> Catalogue:
+    return load_catalogue(pack)
+
+
+def catalogue() -> Catalogue:
+    return _catalogue(settings().city_pack)
+
+
+@contextmanager
+def connection():
+    with pool(settings()).connection() as conn:
+        yield conn
+
+
+def request_locale() -> str:
+    """``?lang=``, else the browser's languages, else the city's locale."""
+    try:
+        req = flask.request
+        lang, accept = req.args.get("lang"), req.headers.get("Accept-Language")
+    except RuntimeError:  # outside a request
+        lang = accept = None
+    return i18n.negotiate(lang, accept, runtime().city.locale)
+
+
+def role_allows(role: str) -> bool:
+    """Whether the signed-in user has ``role`` (or a higher one)."""
+    from dashboard.auth import current_user
+
+    user = current_user()
+    return user is not None and user.has_role(role)
+
+
+def user_name() -> str | None:
+    from dashboard.auth import current_user
+
+    user = current_user()
+    return user.name if user else None
+
+
+def record_export(action: str, detail: dict) -> None:
+    """One audit-log row for an export (who, when, what)."""
+    from dashboard.auth import audit
+
+    audit(action, detail)
+
+
+# -- geometry of the city pack's web layers -------------------------------------------------------
+
+def _lines(geometry: dict | None) -> list[list]:
+    if not geometry:
+        return []
+    if geometry.get("type") == "LineString":
+        return [geometry["coordinates"]]
+    if geometry.get("type") == "MultiLineString":
+        return list(geometry["coordinates"])
+    return []
+
+
+def line_index(geojson: dict, key: str) -> dict[str, tuple[list, list, dict]]:
+    """``properties[key]`` -> (lon list, lat list with None between parts, properties)."""
+    out: dict[str, tuple[list, list, dict]] = {}
+    for feature in geojson.get("features", []):
+        props = feature.get("properties") or {}
+        ident = props.get(key)
+        if ident is None:
+            continue
+        lon, lat = out.get(str(ident), ([], [], props))[:2]
+        for part in _lines(feature.get("geometry")):
+            if lon:
+                lon.append(None)
+                lat.append(None)
+            lon.extend(p[0] for p in part)
+            lat.extend(p[1] for p in part)
+        out[str(ident)] = (lon, lat, props)
+    return out
+
+
+def _layer_or_empty(layer: str, band: str) -> dict:
+    """A built layer, or an empty collection when the pack has none (no roads or no GTFS)."""
+    from dashboard.layer_files import layer_geojson
+
+    try:
+        return layer_geojson(layer, band)
+    except KeyError:
+        return {"type": "FeatureCollection", "features": []}
+
+
+@lru_cache(maxsize=8)
+def _road_index(version: str, band: str) -> dict[str, tuple[list, list, dict]]:
+    return line_index(_layer_or_empty("roads", band), "id")
+
+
+def road_index(band: str = "street") -> dict[str, tuple[list, list, dict]]:
+    """Roads by id (the ``street`` band keeps every road with its id; parsed once per layer build)."""
+    from dashboard.layer_files import layer_url
+
+    return _road_index(layer_url("roads", band), band)
+
+
+@lru_cache(maxsize=4)
+def _transit_index(version: str) -> dict[str, tuple[list, list, dict]]:
+    return line_index(_layer_or_empty("transit_lines", "city"), "route_id")
+
+
+def transit_index() -> dict[str, tuple[list, list, dict]]:
+    from dashboard.layer_files import layer_url
+
+    return _transit_index(layer_url("transit_lines", "city"))
+
+
+def extra_layers() -> dict[str, dict]:
+    """The pack's extra layers and their styles (from the web-layer manifest)."""
+    from dashboard.layer_files import manifest
+    from layers.web import CORE_LAYERS
+
+    return {name: (entry or {}).get("style") or {} for name, entry in manifest()["layers"].items()
+            if name not in CORE_LAYERS}

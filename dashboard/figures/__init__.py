@@ -1,0 +1,1 @@
+"""Pure figure builders (Plotly), one module per area; tests call them directly."""

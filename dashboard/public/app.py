@@ -1,0 +1,231 @@
+"""The public Dash app at ``/public/``: its own instance, callbacks and assets.
+
+It shares the dashboard's Flask server (one process, one port) but nothing
+else: ``PublicDash`` never takes over the callbacks, clientside scripts or
+pages registered globally for the internal app (``dash.callback``,
+``dash.register_page``), so its update endpoint
+``/public/_dash-update-component`` knows its own two callbacks only; a
+``before_request`` check answers 404 for any other callback id and 413 for
+oversized bodies before Dash parses them.  Data come from
+``dashboard.public.queries.PublicData`` (role ``citydash_public``, refreshed on
+a schedule into the server-side cache); rendered views and serialised
+callback responses are kept per snapshot, so a viewer costs a lookup.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dash
+import flask
+from dash import Input, Output, State, _callback, dcc, html
+
+from dashboard import i18n
+from dashboard.public import layout, queries
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/public/"
+UPDATE_PATH = PREFIX + "_dash-update-component"
+MAX_BODY = 32 * 1024
+VIEW_OUTPUTS = ("public-cards", "public-asof", "public-error", "public-map", "public-map-table",
+                "public-trend", "public-trend-table")
+_isolation = threading.RLock()
+
+
+@contextlib.contextmanager
+def _without_global_registrations():
+    """Hide what ``dash.callback`` / ``clientside_callback`` registered for the internal app."""
+    with _isolation:
+        saved = (dict(_callback.GLOBAL_CALLBACK_MAP), list(_callback.GLOBAL_CALLBACK_LIST),
+                 list(_callback.GLOBAL_INLINE_SCRIPTS))
+        _callback.GLOBAL_CALLBACK_MAP.clear()
+        _callback.GLOBAL_CALLBACK_LIST.clear()
+        _callback.GLOBAL_INLINE_SCRIPTS.clear()
+        try:
+            yield
+        finally:
+            _callback.GLOBAL_CALLBACK_MAP.update(saved[0])
+            _callback.GLOBAL_CALLBACK_LIST.extend(saved[1])
+            _callback.GLOBAL_INLINE_SCRIPTS.extend(saved[2])
+
+
+class PublicDash(dash.Dash):
+    """A Dash app that owns only the callbacks registered on it with ``app.callback``."""
+
+    def _setup_server(self):
+        with _without_global_registrations():
+            return super()._setup_server()
+
+    def _generate_scripts_html(self):
+        with _without_global_registrations():
+            return super()._generate_scripts_html()
+
+    def csp_hashes(self, hash_algorithm="sha256"):
+        with _without_global_registrations():
+            return super().csp_hashes(hash_algorithm)
+
+    def index(self, *args, **kwargs):
+        # The page shell depends only on the locale: built once per locale and process.
+        locale = layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
+        cached = self.__dict__.setdefault("_citydash_index", {})
+        if locale not in cached:
+            cached[locale] = super().index(*args, **kwargs)
+        return cached[locale]
+
+    def interpolate_index(self, **kwargs):
+        # <html lang> and the title follow ?lang= (screen readers pick the voice from it).
+        locale = layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
+        html_text = super().interpolate_index(**kwargs)
+        html_text = html_text.replace("<html>", f'<html lang="{locale}">', 1)
+        return html_text.replace("<title>citydash</title>",
+                                 f"<title>{i18n.t('public.page_title', locale)}</title>", 1)
+
+
+class LRU:
+    """A small thread-safe least-recently-used map."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def peek(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, key, compute):
+        found = self.peek(key)
+        if found is None:
+            found = compute()
+            self.put(key, found)
+        return found
+
+
+def response_key(body: dict, version):
+    """What a public callback's response depends on: the output, the inputs' values except
+    the refresh tick, and the snapshot (``version``)."""
+    parts = []
+    for item in list(body.get("inputs") or []) + list(body.get("state") or []):
+        if not isinstance(item, dict) or item.get("id") == "public-interval":
+            continue
+        parts.append((str(item.get("id")), str(item.get("property")),
+                      json.dumps(item.get("value"), sort_keys=True, default=str)))
+    return version, body.get("output"), tuple(parts)
+
+
+def create_public_app(server: flask.Flask, settings) -> PublicDash:
+    app = PublicDash(
+        "dashboard.public.app",
+        server=server,
+        url_base_pathname=PREFIX,
+        use_pages=False,
+        assets_folder=str(Path(__file__).with_name("assets")),
+        title="citydash",
+        update_title=None,
+        serve_locally=True,
+        suppress_callback_exceptions=False,
+    )
+    refresh_ms = max(5, settings.public_refresh_s) * 1000
+    views = LRU(2048)  # rendered outputs per (snapshot, locale, validated choice)
+    responses = LRU(4096)  # serialised callback responses per response_key
+    app.layout = html.Div([
+        dcc.Location(id="public-url", refresh=False),
+        dcc.Store(id="public-locale"),
+        dcc.Interval(id="public-interval", interval=refresh_ms, n_intervals=0),
+        html.Div(id="public-page", children=html.P("…", className="public-loading")),
+    ])
+    empty = queries.Snapshot(datetime.now(timezone.utc), (), {})
+    catalogue = layout.catalogue_for(settings.city_pack)
+    app.validation_layout = html.Div([app.layout, layout.page(empty, catalogue, "en", "")])
+
+    data = queries.PublicData(settings)
+    app.public_data = data
+
+    def snapshot_or_none():
+        try:
+            return data.get()
+        except Exception:  # shown as a translated message, never a traceback
+            log.exception("public snapshot failed")
+            flask.g.pop("public_response_key", None)  # do not keep the error for the period
+            return None
+
+    def city():
+        from dashboard.state import runtime
+
+        return runtime().city
+
+    @app.callback(Output("public-page", "children"), Output("public-locale", "data"),
+                  Input("public-url", "search"))
+    def show_page(search):
+        locale = layout.locale_from(search)
+        snap = snapshot_or_none()
+        if snap is None:
+            return html.Main(html.P(i18n.t("public.error.unavailable", locale), role="alert",
+                                    className="public-error"), lang=locale), locale
+        return layout.page(snap, catalogue, locale, city().name), locale
+
+    @app.callback([Output(i, "figure" if i in ("public-map", "public-trend") else "children")
+                   for i in VIEW_OUTPUTS],
+                  Input("public-kpi", "value"), Input("public-area", "value"),
+                  Input("public-interval", "n_intervals"), State("public-locale", "data"))
+    def update_view(kpi_value, area_value, _n, locale_value):
+        locale = locale_value if locale_value in i18n.LOCALES else i18n.DEFAULT_LOCALE
+        snap = snapshot_or_none()
+        if snap is None:
+            message = i18n.t("public.error.unavailable", locale)
+            return [dash.no_update, dash.no_update, message] + [dash.no_update] * 4
+        choice = layout.parse_choice(snap, kpi_value, area_value, catalogue)
+        return views.get((snap.computed_at, locale, choice), lambda: render(snap, locale, choice))
+
+    def render(snap, locale, choice):
+        from dashboard.layer_files import layer_url
+
+        c = city()
+        out = layout.view(snap, catalogue, locale, choice.kpi_id, choice.area,
+                          geojson=layer_url("districts"), centre=tuple(c.centre), zoom=c.zoom,
+                          tz=c.timezone, tile_url=getattr(settings, "map_tile_url", "") or "")
+        if choice.error:
+            out["public-error"] = i18n.t(choice.error, locale)
+        return [out[i] for i in VIEW_OUTPUTS]
+
+    def refuse_foreign_callbacks():
+        request = flask.request
+        if request.path != UPDATE_PATH:
+            return None
+        if request.content_length is None or request.content_length > MAX_BODY:
+            return flask.jsonify(error="request too large"), 413
+        body = request.get_json(silent=True)
+        output = body.get("output") if isinstance(body, dict) else None
+        if not isinstance(output, str) or output not in app.callback_map:
+            return flask.jsonify(error="unknown callback"), 404
+        # Every viewer of the same view of the same snapshot gets the same bytes.
+        snap = data.local
+        key = response_key(body, snap.computed_at if snap is not None else None)
+        hit = responses.peek(key)
+        if hit is not None:
+            return flask.Response(hit, mimetype="application/json")
+        flask.g.public_response_key = key
+        return None
+
+    def keep_response(response: flask.Response) -> flask.Response:
+        key = flask.g.pop("public_response_key", None)
+        if key is not None and response.status_code == 200 and not response.direct_passthrough:
+            responses.put(key, response.get_data())
+        return response
+
+    server.before_request(refuse_foreign_callbacks)
+    server.after_request(keep_response)
+    return app

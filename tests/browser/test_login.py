@@ -1,0 +1,39 @@
+"""Signing in through the real /login page in Chromium."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.auth_tools import add_user, login, with_sign_in
+
+PASSWORD = "a very good password"
+
+
+@pytest.fixture
+def auth_app(settings):
+    from dashboard.db import close_all
+    from dashboard.server import create_app
+
+    app = create_app(with_sign_in(settings))
+    yield app
+    close_all()
+
+
+def test_sign_in_reaches_the_status_page_and_is_audited(dash_duo, auth_app, db_url):
+    add_user(db_url, "lucia", PASSWORD, "operator")
+    dash_duo.start_server(auth_app, navigate=False)
+    driver = dash_duo.driver
+    driver.get(f"{dash_duo.server.url}/?lang=ja")
+    assert "/login" in driver.current_url  # anonymous: sent to the sign-in page
+    with pytest.raises(AssertionError, match="sign-in failed"):
+        login(dash_duo, "lucia", "wrong password!")
+    login(dash_duo, "lucia", PASSWORD, next_path="/%3Flang%3Den")
+    dash_duo.wait_for_contains_text("h1", "System status", timeout=15)
+    with psycopg.connect(db_url) as conn:
+        actions = conn.execute("SELECT actor, action FROM audit_log ORDER BY id").fetchall()
+    assert actions == [("anonymous", "sign_in_failed"), ("lucia", "sign_in")]
+    driver.get(f"{dash_duo.server.url}/logout")
+    assert driver.find_elements(By.ID, "login-name")
+    driver.get(f"{dash_duo.server.url}/")
+    assert "/login" in driver.current_url

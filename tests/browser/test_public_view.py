@@ -1,0 +1,105 @@
+"""The public view in Chromium: real figures, language switch, keyboard use, axe-core, CSP."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.auth_tools import with_sign_in
+from tests.integration.test_public_views import seed_public
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "var" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
+
+
+def _axe_source() -> str:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE.relative_to(ROOT)} is missing: run `make deps` (ingest/stack/install.sh "
+                    "fetches axe-core with `npm pack`)", pytrace=False)
+    return AXE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def public_app(settings, db_url):
+    from dashboard import cache
+    from dashboard.db import close_all
+    from dashboard.server import create_app
+
+    seed_public(db_url)
+    app = create_app(with_sign_in(settings))
+    cache.clear()
+    yield app
+    close_all()
+
+
+def _open(dash_duo, app, lang: str):
+    dash_duo.start_server(app, navigate=False)  # "/" needs sign-in
+    dash_duo.driver.get(f"{dash_duo.server.url}/public/?lang={lang}")
+    dash_duo.wait_for_element("#public-map-data", timeout=20)
+
+
+def test_public_view_shows_figures_and_switches_language(dash_duo, public_app):
+    _open(dash_duo, public_app, "pt-BR")
+    dash_duo.wait_for_contains_text("h1", "painel da cidade", timeout=10)
+    table = dash_duo.find_element("#public-map-data").text
+    assert "Pascoal Ramos" in table and "Não exibido (poucos sensores)" in table
+    assert dash_duo.driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pt-BR"
+    # keyboard: choose another area with the arrow keys inside the radio group
+    area = dash_duo.driver.find_element(By.CSS_SELECTOR, "#public-area input[value='city']")
+    area.send_keys(Keys.SPACE)
+    area.send_keys(Keys.ARROW_DOWN)
+    WebDriverWait(dash_duo.driver, 10).until(lambda d: "Centro-Sul" in d.execute_script(
+        "const c = document.querySelector('#public-trend-data caption'); return c ? c.textContent : ''"))
+    assert dash_duo.driver.switch_to.active_element.get_attribute("value") == "centro-sul"
+    dash_duo.driver.find_element(By.CSS_SELECTOR, "a[lang='ja']").click()
+    dash_duo.wait_for_contains_text("h1", "市のダッシュボード", timeout=10)
+    # no request left the host and no CSP violation or script error was logged
+    logs = [entry for entry in dash_duo.get_logs() or [] if entry.get("level") == "SEVERE"]
+    assert logs == []
+
+
+def test_public_view_has_no_serious_accessibility_violations(dash_duo, public_app):
+    _open(dash_duo, public_app, "en")
+    dash_duo.wait_for_element("#public-map .js-plotly-plot", timeout=20)
+    driver = dash_duo.driver
+    driver.execute_script(_axe_source())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',"
+        " 'best-practice']}}).then(r => done(JSON.stringify(r.violations))).catch(e => done('ERROR ' + e));")
+    assert not result.startswith("ERROR"), result
+    violations = json.loads(result)
+    serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in violations
+               if v["impact"] in ("serious", "critical")]
+    assert serious == [], json.dumps(serious)
+    # axe really ran against the page: it checked the page's tables and form controls
+    assert driver.execute_script("return document.querySelectorAll('table caption').length") >= 1
+
+
+def test_public_view_can_be_embedded_but_wall_cannot(dash_duo, public_app):
+    dash_duo.start_server(public_app, navigate=False)
+    base = dash_duo.server.url
+    driver = dash_duo.driver
+    driver.get(f"{base}/login")
+    driver.execute_script(
+        "for (const [id, src] of [['pub', arguments[0]], ['wall', arguments[1]]]) {"
+        "  const f = document.createElement('iframe'); f.id = id; f.src = src; f.title = id;"
+        "  document.body.appendChild(f); }", f"{base}/public/?lang=en", f"{base}/login")
+    # /login refuses framing (frame-ancestors 'none'); /public/ allows 'self' by default
+    import time
+
+    deadline = time.monotonic() + 20
+    public_ok = False
+    while time.monotonic() < deadline and not public_ok:
+        driver.switch_to.frame("pub")
+        public_ok = bool(driver.find_elements(By.ID, "public-map-data"))
+        driver.switch_to.default_content()
+        time.sleep(0.3)
+    assert public_ok
+    driver.switch_to.frame("wall")
+    assert driver.find_elements(By.ID, "login-name") == []
+    driver.switch_to.default_content()

@@ -1,0 +1,283 @@
+"""The read API /api/v1 against a real TimescaleDB: values equal the database, roles, streaming, errors.
+
+``seed_city`` (also used by the explorer's browser tests) loads the demo city
+pack and gives its traffic counters three hours of readings ending now, the
+same hour a week earlier, vehicles, dead letters and alerts; rolled up and
+materialised like the ingestor's jobs would.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import psycopg
+import pytest
+
+from dashboard.kpis import evaluate, materialise
+from dashboard.kpis.catalogue import load_catalogue
+from ingest import rollup
+from ingest.settings import Settings
+from layers import DEMO_CITY
+from layers.pack import load_pack
+from layers.store import store_pack
+from tests.auth_tools import add_user
+from tests.integration.kpi_data import now_minute
+
+PASSWORD = "correct horse battery"
+HOURS = 3
+
+
+@dataclass
+class City:
+    db_url: str
+    now: datetime          # the minute the data ends at (exclusive)
+    counters: dict[str, int]  # external id -> sensor id of the traffic counters with data
+    sensor: str            # a counter with a dead letter and a health alert
+    district: str          # a district with a threshold alert
+
+
+@lru_cache(maxsize=1)
+def demo_pack():
+    return load_pack(DEMO_CITY)
+
+
+def speed_of(i: int, t: datetime) -> float:
+    return 20.0 + (i % 17) * 2.0 + 10.0 * math.sin(t.timestamp() / 900.0 + i)
+
+
+def seed_city(db_url: str) -> City:
+    now = now_minute()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        store_pack(conn, demo_pack())
+        counters = dict(conn.execute(
+            "SELECT external_id, id FROM sensors WHERE kind = 'traffic_counter' ORDER BY external_id").fetchall())
+        for m in ("speed", "flow"):
+            conn.execute("INSERT INTO metrics (name) VALUES (%s) ON CONFLICT DO NOTHING", (m,))
+        mids = dict(conn.execute("SELECT name, id FROM metrics").fetchall())
+        periods = [(now - timedelta(hours=HOURS), now), (now - timedelta(days=7, hours=1), now - timedelta(days=7))]
+        with conn.cursor().copy("COPY readings (time, sensor_id, metric_id, value) FROM STDIN") as copy:
+            for start, end in periods:
+                t = start + timedelta(seconds=5)
+                while t < end:
+                    for i, (ext, sid) in enumerate(counters.items()):
+                        if i % 10 == 9 and t > now - timedelta(minutes=30):
+                            continue  # every tenth counter fell silent half an hour ago
+                        speed = speed_of(i, t) - (8.0 if end < now else 0.0)
+                        copy.write_row((t, sid, mids["speed"], round(speed, 3)))
+                        copy.write_row((t, sid, mids["flow"], float(300 + (i * 7) % 500)))
+                    t += timedelta(minutes=1)
+        route = conn.execute("SELECT 'B101'").fetchone()[0]
+        for k in range(4):
+            conn.execute("INSERT INTO vehicle_positions (time, vehicle, route, lon, lat, delay_s, occupancy_pct) "
+                         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                         (now - timedelta(minutes=2, seconds=k), f"bus-{k}", route, -56.097 + k * 0.01,
+                          -15.601 + k * 0.005, 60.0 * k, 40.0 + k))
+        sensor = next(iter(counters))
+        conn.execute("INSERT INTO dead_letters (received_at, topic, payload, payload_size, decoder, reason) "
+                     "VALUES (%s, %s, %s, 12, 'native', 'speed is not a number')",
+                     (now - timedelta(minutes=20), f"city/mobility/traffic_counter/{sensor}", b'{"speed":"x"}'))
+        conn.execute("INSERT INTO alerts (kpi_id, scope_type, scope_id, kind, severity, value, opened_at) "
+                     "VALUES ('sensor_silent', 'sensor', %s, 'health', 'warning', NULL, %s)",
+                     (sensor, now - timedelta(minutes=15)))
+        district = conn.execute("SELECT district_id FROM sensors WHERE external_id = %s", (sensor,)).fetchone()[0]
+        conn.execute("INSERT INTO alerts (kpi_id, scope_type, scope_id, kind, severity, value, threshold, opened_at) "
+                     "VALUES ('congestion_index', 'district', %s, 'threshold', 'critical', 88.0, 70.0, %s)",
+                     (district, now - timedelta(minutes=40)))
+        rollup.rebuild(conn, now - timedelta(days=7, hours=2), now + timedelta(minutes=1))
+        rollup.rebuild(conn, now - timedelta(hours=HOURS + 1), now + timedelta(minutes=1))
+        cat = load_catalogue(DEMO_CITY)
+        materialise.sync_definitions(conn, cat, backfill_1m=timedelta(hours=HOURS + 3),
+                                     backfill_1h=timedelta(hours=HOURS + 3), now=now)
+    return City(db_url, now, counters, sensor, district)
+
+
+def login_client(client, name: str, password: str = PASSWORD) -> None:
+    """Sign a Flask test client in through the real /login form."""
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.get_data(as_text=True))
+    assert token, "no sign-in form"
+    response = client.post("/login", data={"csrf": token[1], "name": name, "password": PASSWORD, "next": "/"})
+    assert response.status_code == 302, response.status_code
+
+
+@pytest.fixture(scope="module")
+def city(pg_server) -> City:
+    """One seeded database for the module (the tests only read, besides the audit log)."""
+    from tests.conftest import create_database, drop_database
+
+    url = create_database(pg_server)
+    yield seed_city(url)
+    drop_database(pg_server, url)
+
+
+@pytest.fixture(scope="module")
+def api(city, mqtt_broker, web_layers_dir):
+    from dashboard.db import close_all
+    from dashboard.server import create_app
+
+    add_user(city.db_url, "pat", PASSWORD, "planner")
+    add_user(city.db_url, "vic", PASSWORD, "viewer")
+    app = create_app(Settings(_env_file=None, database_url=city.db_url, mqtt_url=mqtt_broker.url,
+                              layers_dir=str(web_layers_dir), log_format="text", auth_mode="builtin",
+                              secret_key="k" * 40, session_cookie_secure=False, login_rate_limit="1000 per minute"))
+    yield app.server
+    close_all()
+
+
+def reader(db_url):
+    return psycopg.connect(Settings(_env_file=None, database_url=db_url).role_url("reader"), autocommit=True)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_csv(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_anonymous_gets_401_and_viewer_cannot_read_raw_data(api, city):
+    client = api.test_client()
+    assert client.get("/api/v1/kpis").status_code == 401
+    login_client(client, "vic")
+    assert client.get("/api/v1/kpis").status_code == 200
+    denied = client.get(f"/api/v1/sensors/{city.sensor}/readings?lang=pt-BR")
+    assert denied.status_code == 403
+    assert "planner" in denied.get_json()["error"] and "papel" in denied.get_json()["error"]
+    assert client.get("/api/v1/layers/sensors").status_code == 403
+
+
+def test_raw_readings_csv_equals_the_database_and_is_audited(api, city):
+    client = api.test_client()
+    login_client(client, "pat")
+    start, end = city.now - timedelta(hours=2), city.now
+    response = client.get(f"/api/v1/sensors/{city.sensor}/readings?from={iso(start)}&to={iso(end)}&format=csv")
+    assert response.status_code == 200
+    assert response.is_streamed
+    assert response.headers["Content-Disposition"].endswith('.csv"')
+    rows = parse_csv(response.get_data(as_text=True))
+    with psycopg.connect(city.db_url) as conn:
+        truth = conn.execute("SELECT time, metric, value FROM readings_named WHERE sensor_id = %s AND time >= %s "
+                             "AND time < %s ORDER BY time, metric", (city.sensor, start, end)).fetchall()
+        audit = conn.execute("SELECT count(*) FROM audit_log WHERE action = 'export.csv' AND detail->>'sensor' = %s",
+                             (city.sensor,)).fetchone()[0]
+    assert len(truth) > 200
+    assert [(datetime.fromisoformat(r["time"].replace("Z", "+00:00")), r["metric"], float(r["value"]))
+            for r in rows] == [(t, m, v) for t, m, v in truth]
+    assert {r["sensor"] for r in rows} == {city.sensor}
+    assert audit == 1
+
+
+def test_series_csv_equals_materialised_rows(api, city):
+    client = api.test_client()
+    login_client(client, "vic")
+    start, end = city.now - timedelta(hours=HOURS), city.now
+    response = client.get(f"/api/v1/kpis/congestion_index/series?scope=district&from={iso(start)}&to={iso(end)}"
+                          "&resolution=1m&format=csv")
+    assert response.status_code == 200
+    rows = parse_csv(response.get_data(as_text=True))
+    with psycopg.connect(city.db_url) as conn:
+        truth = conn.execute("SELECT bucket, scope_id, value, sensors, expected FROM kpi_1m WHERE kpi_id = "
+                             "'congestion_index' AND scope_type = 'district' AND bucket >= %s AND bucket < %s "
+                             "ORDER BY scope_id, bucket", (start, end)).fetchall()
+    assert len(truth) > 100
+    got = [(datetime.fromisoformat(r["bucket"].replace("Z", "+00:00")), r["scope_id"],
+            float(r["value"]) if r["value"] else None, int(r["sensors"]), int(r["expected"])) for r in rows]
+    assert got == [tuple(t) for t in truth]
+
+
+def test_series_json_matches_the_engine(api, city):
+    client = api.test_client()
+    login_client(client, "vic")
+    start, end = city.now - timedelta(minutes=90), city.now
+    body = client.get(f"/api/v1/kpis/arterial_speed/series?from={iso(start)}&to={iso(end)}").get_json()
+    assert body["resolution"] == "raw" and body["unit"] == "km/h"
+    with reader(city.db_url) as conn:
+        frame = evaluate.series(conn, load_catalogue(DEMO_CITY), "arterial_speed", start, end)
+    assert [r["value"] for r in body["rows"]] == pytest.approx(list(frame["value"]))
+    assert len(body["rows"]) == 90
+
+
+def test_values_per_district_at_a_frame(api, city):
+    client = api.test_client()
+    login_client(client, "vic")
+    at = city.now - timedelta(minutes=45)
+    body = client.get(f"/api/v1/kpis/congestion_index/values?scope=district&at={iso(at)}").get_json()
+    with psycopg.connect(city.db_url) as conn:
+        truth = dict(conn.execute("SELECT scope_id, value FROM kpi_1m WHERE kpi_id = 'congestion_index' AND "
+                                  "scope_type = 'district' AND bucket = %s", (at,)).fetchall())
+    assert {v["scope_id"]: v["value"] for v in body["values"]} == pytest.approx(truth)
+    assert len(truth) >= 5
+
+
+def test_layers_geojson_carry_values_and_sensor_health(api, city):
+    client = api.test_client()
+    login_client(client, "pat")
+    at = city.now - timedelta(minutes=5)
+    districts = client.get(f"/api/v1/layers/districts?kpi=congestion_index&at={iso(at)}").get_json()
+    assert districts["type"] == "FeatureCollection" and len(districts["features"]) == 20
+    with_value = [f for f in districts["features"] if f["properties"]["value"] is not None]
+    assert with_value and all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in with_value)
+    roads = client.get(f"/api/v1/layers/roads?kpi=arterial_speed&at={iso(at)}").get_json()
+    assert roads["features"] and all(f["geometry"]["type"].endswith("LineString") for f in roads["features"])
+    sensors = client.get(f"/api/v1/layers/sensors?kinds=traffic_counter&at={iso(at)}").get_json()["features"]
+    status = {f["properties"]["id"]: f["properties"]["status"] for f in sensors}
+    assert len(status) == len(city.counters)
+    assert status[city.sensor] == "alert"
+    silent = [e for i, e in enumerate(city.counters) if i % 10 == 9]
+    assert {status[e] for e in silent} == {"silent"}
+    assert sum(s == "reporting" for s in status.values()) == len(city.counters) - len(silent) - 1
+
+
+def test_dead_letters_and_alerts(api, city):
+    client = api.test_client()
+    login_client(client, "pat")
+    dead = client.get(f"/api/v1/sensors/{city.sensor}/dead-letters").get_json()["dead_letters"]
+    assert [d["reason"] for d in dead] == ["speed is not a number"]
+    alerts = client.get(f"/api/v1/alerts?scope_type=district&scope_id={city.district}").get_json()["alerts"]
+    assert [(a["kpi_id"], a["severity"]) for a in alerts] == [("congestion_index", "critical")]
+
+
+@pytest.mark.parametrize("path,status,words", [
+    ("/api/v1/kpis/nope/series", 404, "nope"),
+    ("/api/v1/kpis/congestion_index/series?from=yesterday", 400, "yesterday"),
+    ("/api/v1/kpis/congestion_index/series?scope=route", 400, "route"),
+    ("/api/v1/kpis/congestion_index/series?from=2026-01-01T00:00Z&to=2026-06-01T00:00Z", 400, "92"),
+    ("/api/v1/kpis?format=xml", 400, "xml"),
+    ("/api/v1/sensors/nope/readings", 404, "nope"),
+])
+def test_bad_input_is_a_clear_message(api, path, status, words):
+    client = api.test_client()
+    login_client(client, "pat")
+    response = client.get(path)
+    assert response.status_code == status
+    body = response.get_json()
+    assert set(body) == {"error"} and words in body["error"] and "Traceback" not in body["error"]
+
+
+def test_map_shows_sensor_markers_to_planners_only(api, city):
+    from dashboard import cache
+    from dashboard.api import views
+    from dashboard.queries import explore as q
+
+    state = q.resolved(q.ViewState(layers=("districts", "sensors")), load_catalogue(DEMO_CITY))
+    window = q.window_for(q.ViewState(range="1h"), city.now)
+    drawn = {}
+    for name in ("vic", "pat"):
+        client = api.test_client()
+        login_client(client, name)
+        name_ = api.config["SESSION_COOKIE_NAME"]
+        cookie = client.get_cookie(name_)
+        cache.clear()
+        with api.test_request_context("/explore", headers={"Cookie": f"{name_}={cookie.value}"}):
+            figure, _ = views.build_map(state, window, window.frames - 5, "en")
+        drawn[name] = sum(len(t["lon"]) for t in figure["data"] if t.get("legendgroup") == "sensors")
+        assert any(t["type"] == "choroplethmap" for t in figure["data"])
+    with reader(city.db_url) as conn:
+        placed = conn.execute("SELECT count(*) FROM sensors WHERE placed AND kind IS NOT NULL").fetchone()[0]
+    assert drawn == {"vic": 0, "pat": placed}

@@ -1,0 +1,189 @@
+"""The public app: its own callbacks only, hostile inputs, headers, cache and rate limits (auth on)."""
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+
+from dashboard import cache
+from dashboard.server import create_app
+from tests.auth_tools import with_sign_in
+from tests.integration.test_public_views import seed_public
+
+INJECTIONS = ["'; DROP TABLE kpi_1m; --", "congestion_index' OR '1'='1", "x" * 100_00,
+              {"$gt": ""}, ["congestion_index"], 1e308, None, "../../etc/passwd", "<script>alert(1)</script>"]
+
+
+@pytest.fixture
+def app(settings, db_url):
+    seed_public(db_url)
+    app = create_app(with_sign_in(settings, public_frame_ancestors="'self' https://www.city.example",
+                                  public_rate_limit="1000 per minute"))
+    cache.clear()
+    yield app
+    from dashboard.db import close_all
+
+    close_all()
+
+
+def _outputs(output: str):
+    """The ``outputs`` field the Dash renderer sends for an output id."""
+    if output.startswith(".."):
+        parts = [p for p in output.strip(".").split("...")]
+        return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts]
+    cid, prop = output.rsplit(".", 1)
+    return {"id": cid, "property": prop}
+
+
+def _body(output: str, inputs: list[dict], state: list[dict] | None = None) -> dict:
+    return {"output": output, "outputs": _outputs(output), "inputs": inputs, "state": state or [],
+            "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs[:1]]}
+
+
+VIEW_OUTPUT = ("..public-cards.children...public-asof.children...public-error.children...public-map.figure..."
+               "public-map-table.children...public-trend.figure...public-trend-table.children..")
+
+
+def _view(client, kpi, area, locale="en"):
+    body = _body(VIEW_OUTPUT, [{"id": "public-kpi", "property": "value", "value": kpi},
+                               {"id": "public-area", "property": "value", "value": area},
+                               {"id": "public-interval", "property": "n_intervals", "value": 0}],
+                 [{"id": "public-locale", "property": "data", "value": locale}])
+    return client.post("/public/_dash-update-component", json=body)
+
+
+def test_public_endpoint_refuses_every_internal_callback(app):
+    client = app.server.test_client()
+    internal = list(app.callback_map)
+    assert len(internal) >= 1 and set(internal).isdisjoint(app.public_app.callback_map)
+    for output in internal:
+        cb = app.callback_map[output]
+        inputs = [{"id": i["id"], "property": i["property"], "value": None} for i in cb["inputs"]]
+        response = client.post("/public/_dash-update-component", json=_body(output, inputs))
+        assert response.status_code == 404, output
+    # and the internal endpoint is closed to anonymous callers, public callbacks included
+    for output in app.public_app.callback_map:
+        assert client.post("/_dash-update-component", json=_body(output, [])).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/v1/kpis", "/api/v1/readings", "/layers/city/sensors.geojson",
+                                  "/public/../api/v1/kpis", "/public/api/v1/kpis", "/public/_dash-layout/../../wall",
+                                  "/_dash-layout", "/wall", "/explore"])
+def test_no_raw_data_by_url(app, path):
+    response = app.server.test_client().get(path)
+    text = response.get_data(as_text=True)
+    if response.status_code == 200:  # unknown paths under /public/ get the public app's page shell
+        assert path.startswith("/public/") and '"requests_pathname_prefix":"\\u002fpublic\\u002f"' in text, path
+        assert "Pascoal Ramos" not in text and "road-7" not in text  # no data in the shell
+    else:
+        assert response.status_code in (302, 401, 404), path
+
+
+def test_public_layout_and_dependencies_are_its_own(app):
+    client = app.server.test_client()
+    deps = client.get("/public/_dash-dependencies").get_json()
+    outputs = " ".join(d["output"] for d in deps)
+    assert "public-page" in outputs and "wall-" not in outputs and "explore-" not in outputs
+    index = client.get("/public/?lang=ja")
+    assert index.status_code == 200 and '<html lang="ja">' in index.get_data(as_text=True)
+    assert "_dash-config" in index.get_data(as_text=True)
+
+
+def test_view_callback_gives_figures_and_table(app):
+    response = _view(app.server.test_client(), "congestion_index", "city")
+    assert response.status_code == 200
+    out = response.get_json()["response"]
+    table = json.dumps(out["public-map-table"]["children"])
+    assert "Pascoal Ramos" in table and "Not shown (too few sensors)" in table  # 'tiny' suppressed
+    assert out["public-error"]["children"] == ""
+    traces = out["public-map"]["figure"]["data"]
+    assert traces[0]["type"] == "choroplethmap" and "pascoal-ramos" in traces[0]["locations"]
+    assert "tiny" not in traces[0]["locations"] and "tiny" in traces[1]["locations"]
+    assert len(out["public-trend"]["figure"]["data"][0]["x"]) >= 4
+
+
+@pytest.mark.parametrize("bad", INJECTIONS, ids=range(len(INJECTIONS)))
+def test_hostile_inputs_give_a_message(app, db_url, bad):
+    client = app.server.test_client()
+    for kpi, area, locale in [(bad, "city", "en"), ("congestion_index", bad, "en"), ("congestion_index", "city", bad)]:
+        response = _view(client, kpi, area, locale)
+        if len(json.dumps(bad)) > 32 * 1024:
+            assert response.status_code == 413
+            continue
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        error = response.get_json()["response"]["public-error"]["children"]
+        if kpi is bad and bad is not None:
+            assert error == "Unknown indicator; showing the first one."
+        elif area is bad and bad is not None:
+            assert error == "Unknown area; showing the whole city."
+    page = client.post("/public/_dash-update-component", json=_body(
+        "..public-page.children...public-locale.data..",
+        [{"id": "public-url", "property": "search", "value": bad}]))
+    assert page.status_code in (200, 413)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM kpi_1m").fetchone()[0] > 0
+
+
+def test_oversized_and_malformed_requests(app):
+    client = app.server.test_client()
+    big = client.post("/public/_dash-update-component", data="x" * 40_000,
+                      headers={"Content-Type": "application/json"})
+    assert big.status_code == 413
+    assert client.post("/public/_dash-update-component", data="not json",
+                       headers={"Content-Type": "application/json"}).status_code == 404
+
+
+def test_security_headers_everywhere(app):
+    client = app.server.test_client()
+    for path in ["/public/", "/public/_dash-layout", "/login", "/healthz", "/wall", "/api/v1/kpis"]:
+        h = client.get(path).headers
+        assert h["X-Content-Type-Options"] == "nosniff", path
+        assert "default-src 'self'" in h["Content-Security-Policy"], path
+        assert "script-src 'self' 'sha256-" in h["Content-Security-Policy"], path
+        assert h["Referrer-Policy"], path
+        if path.startswith("/public"):
+            assert "Set-Cookie" not in h, path  # the public view sets no cookie
+            assert "frame-ancestors 'self' https://www.city.example" in h["Content-Security-Policy"]
+            assert "X-Frame-Options" not in h
+        else:
+            assert "frame-ancestors 'none'" in h["Content-Security-Policy"], path
+            assert h["X-Frame-Options"] == "DENY", path
+
+
+def test_database_load_does_not_grow_with_viewers(app, settings):
+    client = app.server.test_client()
+    data = app.public_app.public_data
+    _view(client, "congestion_index", "city")
+    assert data.refreshes == 1
+    for i in range(30):
+        assert _view(client, "congestion_index", ["city", "centro-sul"][i % 2], ["en", "ja"][i % 2]).status_code == 200
+    assert data.refreshes == 1  # 30 more views, not one more snapshot query
+
+
+def test_snapshot_is_refreshed_on_a_schedule(settings, db_url):
+    seed_public(db_url)
+    app = create_app(settings.model_copy(update={"public_refresh_s": 1}))
+    data = app.public_app.public_data
+    client = app.server.test_client()
+    first = data.get()
+    deadline = time.monotonic() + 10
+    while data.refreshes < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert data.refreshes >= 3  # the background thread, without any viewer
+    assert data.local.computed_at > first.computed_at
+    before = data.refreshes
+    assert _view(client, "congestion_index", "city").status_code == 200
+    assert data.refreshes - before <= 1  # a viewer never triggers a read of its own
+    data.stop()
+
+
+def test_public_rate_limit(settings, db_url):
+    app = create_app(settings.model_copy(update={"public_rate_limit": "5 per minute"}))
+    client = app.server.test_client()
+    codes = [client.get("/public/_dash-layout").status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    limited = client.get("/public/_dash-dependencies", headers={"Accept-Language": "pt-BR"})
+    assert limited.status_code == 429 and "Muitas solicitações" in limited.get_data(as_text=True)
+    assert client.get("/healthz").status_code == 200  # internal routes are not counted

@@ -1,0 +1,72 @@
+"""The read API's writers: CSV/JSON cells, streaming in chunks, GeoJSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dashboard.api import writers
+
+
+def test_cells():
+    t = datetime(2026, 3, 2, 12, 0, 5, 250000, tzinfo=timezone(timedelta(hours=-4)))
+    assert writers.cell(t) == "2026-03-02T16:00:05.250000Z"
+    assert writers.cell(pd.Timestamp("2026-03-02T16:00:00Z")) == "2026-03-02T16:00:00Z"
+    assert writers.cell(float("nan")) is None and writers.cell(math.inf) is None
+    assert writers.cell(np.float64(0.1)) == 0.1 and type(writers.cell(np.int64(3))) is int
+
+
+@given(st.lists(st.tuples(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                          st.text(alphabet='ab1,;" \né', max_size=8)), max_size=30))
+def test_csv_round_trips_floats_exactly_in_chunks(rows):
+    writers_chunk = writers.CHUNK_ROWS
+    writers.CHUNK_ROWS = 7
+    try:
+        chunks = list(writers.csv_chunks(["value", "name"], rows))
+    finally:
+        writers.CHUNK_ROWS = writers_chunk
+    assert len(chunks) == len(rows) // 7 + 1
+    back = list(csv.reader(io.StringIO("".join(chunks))))
+    assert back[0] == ["value", "name"]
+    assert [(float(v), n) for v, n in back[1:]] == rows
+
+
+def test_json_chunks_are_one_document():
+    rows = [(datetime(2026, 1, 1, tzinfo=timezone.utc), 1.5), (datetime(2026, 1, 2, tzinfo=timezone.utc), None)]
+    doc = json.loads("".join(writers.json_chunks({"kpi": "x"}, ["bucket", "value"], iter(rows))))
+    assert doc == {"kpi": "x", "rows": [{"bucket": "2026-01-01T00:00:00Z", "value": 1.5},
+                                        {"bucket": "2026-01-02T00:00:00Z", "value": None}]}
+    assert json.loads("".join(writers.json_chunks({}, ["a"], iter(())))) == {"rows": []}
+
+
+def test_feature_collection():
+    doc = json.loads(writers.feature_collection([({"id": "a", "value": float("nan")},
+                                                  {"type": "Point", "coordinates": [1, 2]})]))
+    assert doc["features"][0]["properties"] == {"id": "a", "value": None}
+    assert doc["features"][0]["geometry"]["coordinates"] == [1, 2]
+
+
+def test_frame_csv_matches_the_row_writer_and_round_trips():
+    rng = np.random.default_rng(3)
+    n = writers.CHUNK_ROWS * 10 + 17  # more than one chunk
+    frame = pd.DataFrame({"bucket": pd.date_range("2026-03-01", periods=n, freq="min", tz="UTC"),
+                          "scope_id": [f"d{i % 7}" for i in range(n)],
+                          "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(50, 30, n)),
+                          "sensors": rng.integers(0, 9, n)})
+    columns = ["bucket", "scope_id", "value", "sensors"]
+    fast = "".join(writers.frame_csv_chunks(frame, columns))
+    slow = "".join(writers.csv_chunks(columns, zip(list(frame["bucket"]), frame["scope_id"], frame["value"],
+                                                   frame["sensors"])))
+    fast_rows, slow_rows = list(csv.reader(io.StringIO(fast))), list(csv.reader(io.StringIO(slow)))
+    assert fast_rows[0] == columns and len(fast_rows) == n + 1
+    assert [r[:2] + [r[3]] for r in fast_rows] == [r[:2] + [r[3]] for r in slow_rows]
+    assert [float(r[2]) if r[2] else None for r in fast_rows[1:]] == \
+        [None if np.isnan(v) else float(v) for v in frame["value"]]
+    assert "".join(writers.frame_csv_chunks(frame.iloc[:0], columns)) == "bucket,scope_id,value,sensors\n"
