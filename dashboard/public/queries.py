@@ -209,6 +209,12 @@ class PublicData:
                 self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._refresh_loop()
+        except SystemExit:  # a server runner stopping its threads (dash.testing does): just end
+            return
+
+    def _refresh_loop(self) -> None:
         failures = 0
         while not self._stop.wait(max(0.5, self.period - self._age(self.local))):
             try:
