@@ -146,11 +146,17 @@ def load_vehicles(conn, start: datetime, end: datetime) -> int:
     return n
 
 
+def synthetic_districts(conn) -> None:
+    """The districts ``seed`` places its sensors in (d01, d02, ...), if not there yet."""
+    conn.execute("INSERT INTO districts (id, name, geometry) SELECT 'd' || lpad(g::text, 2, '0'), "
+                 "'District ' || g, '{}' FROM generate_series(1, %s) g ON CONFLICT DO NOTHING",
+                 (DISTRICTS,))
+
+
 def load_sql(conn, args, start: datetime, now: datetime) -> tuple[int, int, float, float]:
     """The history in SQL (generate_series), one day per statement, rolled up day by day."""
     conn.execute("SELECT setseed(0.42)")
-    conn.execute("INSERT INTO districts (id, name, geometry) SELECT 'd' || lpad(g::text, 2, '0'), "
-                 "'District ' || g, '{}' FROM generate_series(1, %s) g", (DISTRICTS,))
+    synthetic_districts(conn)
     n = seed(conn, args.sensors)
     log(f"{n} sensors; generating {args.days} days of readings in SQL, one day per statement")
     t_load = t_roll = 0.0
@@ -271,6 +277,7 @@ def ingest_phase(pg_url: str, cat, seconds: float, rate: int, interval: int) -> 
     settings = Settings(_env_file=None, database_url=pg_url, rollup_interval_s=interval)
     ingest_url = settings.role_url("ingest")
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        synthetic_districts(conn)  # with --data backfill only the demo city's districts exist
         n = seed(conn, rate, prefix="live", offset=10_000_000)  # one stream per sensor at 1 Hz
         conn.execute("ANALYZE sensors")
         streams = conn.execute("""SELECT s.external_id, m.name FROM sensors s
