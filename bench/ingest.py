@@ -185,6 +185,26 @@ def run_citydash(pg_url: str, broker: LocalMosquitto, n: int, tmp: Path) -> dict
     return {"seconds": seconds, "rate": n / seconds, "peak_rss_mb": rss, "cpu": cpu}
 
 
+def drain(port: int, client_id: str, on_message, done: threading.Event, timeout: float,
+          receive_maximum: int | None = None) -> float:
+    """Resume ``client_id``'s persistent session, receive until ``done``; seconds taken."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    if receive_maximum:
+        props.ReceiveMaximum = receive_maximum
+    started = time.monotonic()
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
+    client.loop_start()
+    done.wait(timeout)
+    seconds = time.monotonic() - started
+    client.disconnect()
+    client.loop_stop()
+    return seconds
+
+
 def run_ceiling(broker: LocalMosquitto, n: int) -> dict:
     client_id = "bench-bare"
     make_session(broker.port, client_id)
@@ -198,19 +218,7 @@ def run_ceiling(broker: LocalMosquitto, n: int) -> dict:
         if got >= n:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = 20000
-    started = time.monotonic()
-    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
-    client.loop_start()
-    done.wait(600)
-    seconds = time.monotonic() - started
-    client.disconnect()
-    client.loop_stop()
+    seconds = drain(broker.port, client_id, on_message, done, 600, receive_maximum=20000)
     drop_session(broker.port, client_id)
     return {"seconds": seconds, "rate": n / seconds}
 
@@ -250,18 +258,7 @@ def run_naive(pg_url: str, broker: LocalMosquitto, n: int) -> dict:
         if got >= n:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
-    client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    started = time.monotonic()
-    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
-    client.loop_start()
-    done.wait(1800)
-    seconds = time.monotonic() - started
-    client.disconnect()
-    client.loop_stop()
+    seconds = drain(broker.port, client_id, on_message, done, 1800)
     conn.close()
     drop_session(broker.port, client_id)
     return {"seconds": seconds, "rate": n / seconds, "messages": n}
