@@ -46,12 +46,15 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     from dashboard.public.app import create_public_app
 
     auth_web.init_app(server, rt.settings)
+    apps = [app]
+    # Rate limits before the public app's request hook, which answers most public requests itself.
+    security.init_app(server, rt.settings, apps)
     public = create_public_app(server, rt.settings)
     app.public_app = public
+    apps.append(public)  # its script hashes join the CSP (computed on the first response)
     # Set both apps up now, in a fixed order, so the internal app takes the
     # globally registered callbacks (dash.callback) before any request arrives.
     with server.test_request_context("/"):
         app._setup_server()
         public._setup_server()
-    security.init_app(server, rt.settings, [app, public])
     return app

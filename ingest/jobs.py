@@ -8,7 +8,8 @@ as ``citydash_ingest``:
   series up to date (:mod:`dashboard.kpis.materialise`, rebuilding KPIs
   whose definition changed);
 * every ``retention_interval_s``: drops expired chunks
-  (:func:`ingest.rollup.apply_retention`);
+  (:func:`ingest.rollup.apply_retention`) and deletes audit-log entries older
+  than ``audit_retention_days`` (``purge_audit_log``);
 * every ``alert_interval_s``: evaluates alerts
   (:func:`dashboard.kpis.alerts.evaluate_alerts`) and publishes changed
   alerts on MQTT (``city/alerts/...``).
@@ -153,6 +154,9 @@ class JobRunner:
         conn = self.connect()
         dropped = rollup.apply_retention(conn, self.settings.raw_retention_days,
                                          self.settings.rollup_1m_retention_days)
+        # personal data (who did what, from which address) is kept no longer than the audit retention
+        dropped["audit_log"] = conn.execute("SELECT purge_audit_log(%s)",
+                                            (self.settings.audit_retention_days,)).fetchone()[0]
         rollup.record_state(conn, "retention", dropped, now)
         return dropped
 

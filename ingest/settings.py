@@ -236,8 +236,8 @@ class Settings(BaseSettings):
         60, description="The public view's figures are recomputed at most once per this many "
         "seconds, whatever the number of viewers (server-side cache).")
     audit_retention_days: int = Field(
-        365, description="Audit-log entries older than this are deleted by "
-        "`python -m dashboard audit purge`.")
+        365, description="Audit-log entries older than this are deleted by the ingestor's "
+        "retention job (every `CITYDASH_RETENTION_INTERVAL_S`) and by `python -m dashboard audit purge`.")
     # --- planner explorer and read API (/explore, /api/v1; dashboard/pages/explore.py) --
     explore_cache_s: int = Field(
         30, description="Time bucket of the explorer's cached map frames and series, seconds "

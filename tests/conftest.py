@@ -1,4 +1,4 @@
-"""Session fixtures: a real TimescaleDB and a real Mosquitto for the whole run.
+"""Session fixtures: a real TimescaleDB and a real Mosquitto for the whole run (Redis for the tests of the shared cache).
 
 Both run as user processes in temporary folders on free loopback ports (never
 the developer's ``var/`` stack).  Each test that asks for ``db_url`` gets its
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from ingest.settings import Settings
-from ingest.stack import LocalMosquitto, LocalPostgres, StackError, free_port
+from ingest.stack import LocalMosquitto, LocalPostgres, LocalRedis, StackError, free_port
 
 TEMPLATE = "citydash_template"
 # Processes the tests start (gunicorn in test_app_server.py) serve without
@@ -91,29 +91,37 @@ def db_url(pg_server):
     drop_database(pg_server, url)
 
 
-@pytest.fixture(scope="session")
-def mqtt_broker():
-    root = _tempdir("citydash-test-mqtt-")
+def _service(cls, prefix: str, what: str, package: str):
+    """Start a ``Daemon`` of ``cls`` in a temporary folder on a free port, or fail the run saying why."""
+    root = _tempdir(prefix)
     try:
-        broker = LocalMosquitto(root, free_port())
-        broker.start()
+        service = cls(root, free_port())
+        service.start()
     except StackError as exc:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"Mosquitto test broker could not start: {exc}. "
-                    "Run `make deps` to install mosquitto.", pytrace=False)
+        pytest.fail(f"{what} could not start: {exc}. Run `make deps` to install {package}.", pytrace=False)
+    return service
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker():
+    broker = _service(LocalMosquitto, "citydash-test-mqtt-", "Mosquitto test broker", "mosquitto")
     yield broker
     broker.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A Redis server (the optional shared cache, ``CITYDASH_CACHE_REDIS_URL``) for tests of it."""
+    server = _service(LocalRedis, "citydash-test-redis-", "Redis test server", "redis-server")
+    yield server
+    server.remove()
 
 
 @pytest.fixture
 def own_broker():
     """A broker of this test's own, for tests that stop and restart it."""
-    root = _tempdir("citydash-test-mqtt-own-")
-    try:
-        broker = LocalMosquitto(root, free_port())
-        broker.start()
-    except StackError as exc:
-        pytest.fail(f"Mosquitto could not start: {exc}", pytrace=False)
+    broker = _service(LocalMosquitto, "citydash-test-mqtt-own-", "Mosquitto", "mosquitto")
     yield broker
     broker.remove()
 

@@ -8,33 +8,33 @@ pages registered globally for the internal app (``dash.callback``,
 ``before_request`` check answers 404 for any other callback id and 413 for
 oversized bodies before Dash parses them.  Data come from
 ``dashboard.public.queries.PublicData`` (role ``citydash_public``, refreshed on
-a schedule into the server-side cache); rendered views and serialised
-callback responses are kept per snapshot, so a viewer costs a lookup.
+a schedule into the server-side cache).  Callback answers are composed from
+parts serialised once per snapshot (``dashboard.public.responses``), and the
+page shell, layout and dependencies are serialised once per process, so a
+viewer costs a lookup.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
-from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dash
 import flask
 from dash import Input, Output, State, _callback, dcc, html
+from dash._utils import to_json
 
 from dashboard import i18n
 from dashboard.public import layout, queries
+from dashboard.public.responses import VIEW_OUTPUTS, Composer
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/public/"
 UPDATE_PATH = PREFIX + "_dash-update-component"
 MAX_BODY = 32 * 1024
-VIEW_OUTPUTS = ("public-cards", "public-asof", "public-error", "public-map", "public-map-table",
-                "public-trend", "public-trend-table")
 _isolation = threading.RLock()
 
 
@@ -78,6 +78,18 @@ class PublicDash(dash.Dash):
             cached[locale] = super().index(*args, **kwargs)
         return cached[locale]
 
+    def serve_layout(self):
+        # The public layout is fixed (the page is filled by a callback): serialised once per process.
+        if "_citydash_layout" not in self.__dict__:
+            self.__dict__["_citydash_layout"] = to_json(self.get_layout())
+        return self.backend.make_response(self.__dict__["_citydash_layout"], mimetype="application/json")
+
+    def dependencies(self):
+        if "_citydash_dependencies" not in self.__dict__:
+            self.__dict__["_citydash_dependencies"] = to_json(self._callback_list)
+        return self.backend.make_response(self.__dict__["_citydash_dependencies"],
+                                          content_type="application/json")
+
     def interpolate_index(self, **kwargs):
         # <html lang> and the title follow ?lang= (screen readers pick the voice from it).
         locale = layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
@@ -85,45 +97,6 @@ class PublicDash(dash.Dash):
         html_text = html_text.replace("<html>", f'<html lang="{locale}">', 1)
         return html_text.replace("<title>citydash</title>",
                                  f"<title>{i18n.t('public.page_title', locale)}</title>", 1)
-
-
-class LRU:
-    """A small thread-safe least-recently-used map."""
-
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
-
-    def peek(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def get(self, key, compute):
-        found = self.peek(key)
-        if found is None:
-            found = compute()
-            self.put(key, found)
-        return found
-
-
-def response_key(body: dict, version):
-    """What a public callback's response depends on: the output, the inputs' values except
-    the refresh tick, and the snapshot (``version``)."""
-    parts = []
-    for item in list(body.get("inputs") or []) + list(body.get("state") or []):
-        if not isinstance(item, dict) or item.get("id") == "public-interval":
-            continue
-        parts.append((str(item.get("id")), str(item.get("property")),
-                      json.dumps(item.get("value"), sort_keys=True, default=str)))
-    return version, body.get("output"), tuple(parts)
 
 
 def create_public_app(server: flask.Flask, settings) -> PublicDash:
@@ -139,8 +112,6 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
         suppress_callback_exceptions=False,
     )
     refresh_ms = max(5, settings.public_refresh_s) * 1000
-    views = LRU(2048)  # rendered outputs per (snapshot, locale, validated choice)
-    responses = LRU(4096)  # serialised callback responses per response_key
     app.layout = html.Div([
         dcc.Location(id="public-url", refresh=False),
         dcc.Store(id="public-locale"),
@@ -154,19 +125,31 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
     data = queries.PublicData(settings)
     app.public_data = data
 
-    def snapshot_or_none():
-        try:
-            return data.get()
-        except Exception:  # shown as a translated message, never a traceback
-            log.exception("public snapshot failed")
-            flask.g.pop("public_response_key", None)  # do not keep the error for the period
-            return None
-
     def city():
         from dashboard.state import runtime
 
         return runtime().city
 
+    def map_options() -> dict:
+        from dashboard.layer_files import layer_url
+
+        c = city()
+        return {"geojson": layer_url("districts"), "centre": tuple(c.centre), "zoom": c.zoom,
+                "tile_url": getattr(settings, "map_tile_url", "") or ""}
+
+    composer = Composer(catalogue, map_options, tz=lambda: city().timezone, city_name=lambda: city().name)
+    app.public_composer = composer
+
+    def snapshot_or_none():
+        try:
+            return data.get()
+        except Exception:  # shown as a translated message, never a traceback
+            log.exception("public snapshot failed")
+            return None
+
+    # The two callbacks below are the public app's contract with the Dash renderer.  Requests with
+    # a snapshot are answered by ``composer`` from serialised parts before Dash parses them (the same
+    # bytes as these functions give, tested); these run when there is no snapshot or nothing published.
     @app.callback(Output("public-page", "children"), Output("public-locale", "data"),
                   Input("public-url", "search"))
     def show_page(search):
@@ -187,18 +170,7 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
         if snap is None:
             message = i18n.t("public.error.unavailable", locale)
             return [dash.no_update, dash.no_update, message] + [dash.no_update] * 4
-        choice = layout.parse_choice(snap, kpi_value, area_value, catalogue)
-        return views.get((snap.computed_at, locale, choice), lambda: render(snap, locale, choice))
-
-    def render(snap, locale, choice):
-        from dashboard.layer_files import layer_url
-
-        c = city()
-        out = layout.view(snap, catalogue, locale, choice.kpi_id, choice.area,
-                          geojson=layer_url("districts"), centre=tuple(c.centre), zoom=c.zoom,
-                          tz=c.timezone, tile_url=getattr(settings, "map_tile_url", "") or "")
-        if choice.error:
-            out["public-error"] = i18n.t(choice.error, locale)
+        out = layout.view(snap, catalogue, locale, kpi_value, area_value, tz=city().timezone, **map_options())
         return [out[i] for i in VIEW_OUTPUTS]
 
     def refuse_foreign_callbacks():
@@ -211,21 +183,12 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
         output = body.get("output") if isinstance(body, dict) else None
         if not isinstance(output, str) or output not in app.callback_map:
             return flask.jsonify(error="unknown callback"), 404
-        # Every viewer of the same view of the same snapshot gets the same bytes.
-        snap = data.local
-        key = response_key(body, snap.computed_at if snap is not None else None)
-        hit = responses.peek(key)
-        if hit is not None:
-            return flask.Response(hit, mimetype="application/json")
-        flask.g.public_response_key = key
-        return None
-
-    def keep_response(response: flask.Response) -> flask.Response:
-        key = flask.g.pop("public_response_key", None)
-        if key is not None and response.status_code == 200 and not response.direct_passthrough:
-            responses.put(key, response.get_data())
-        return response
+        try:
+            snap = data.get()
+        except Exception:  # the Dash callback shows the translated message
+            return None
+        answer = composer.answer(body, snap)
+        return None if answer is None else flask.Response(answer, mimetype="application/json")
 
     server.before_request(refuse_foreign_callbacks)
-    server.after_request(keep_response)
     return app

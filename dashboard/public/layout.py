@@ -169,36 +169,56 @@ def page(snap: Snapshot, catalogue: Catalogue, locale: str, city_name: str) -> h
     ])
 
 
-def view(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_value, area_value, *, geojson,
-         centre, zoom, tz: str, tile_url: str = "") -> dict:
-    """Everything the update callback returns, keyed by output id."""
-    t = lambda key, **kw: i18n.t(key, locale, **kw)  # noqa: E731
-    choice = parse_choice(snap, kpi_value, area_value, catalogue)
+def view_common(snap: Snapshot, catalogue: Catalogue, locale: str, tz: str) -> dict:
+    """The parts of the view that depend on the locale only: the cards and "as of"."""
     as_of = snap.as_of
-    out = {
-        "public-cards": cards(snap, catalogue, locale),
-        "public-asof": t("public.asof", time=i18n.datetime_text(as_of, locale, tz, "short"))
-        if as_of else t("public.asof.none"),
-        "public-error": t(choice.error) if choice.error else "",
-    }
-    if choice.kpi_id is None:
-        empty = {"data": [], "layout": {}}
-        return {**out, "public-map": empty, "public-map-table": "", "public-trend": empty,
-                "public-trend-table": ""}
-    kpi = catalogue.kpis.get(choice.kpi_id)
-    pk = snap.kpi(choice.kpi_id)
-    label = kpi_label(catalogue, choice.kpi_id, locale)
-    area_name = t("public.area.city") if choice.area == "city" else snap.districts[choice.area]
-    rows = figures.district_rows(snap, choice.kpi_id, kpi, locale)
-    points = figures.trend_points(snap, choice.kpi_id, choice.area)
-    headers = [t("public.table.area"), t("public.table.value"), t("public.table.status")]
     return {
-        **out,
-        "public-map": figures.map_figure(snap, choice.kpi_id, kpi, locale, geojson, centre, zoom, tile_url),
-        "public-map-table": table("public-map-data", t("public.map.table", kpi=label), headers, rows),
+        "public-cards": cards(snap, catalogue, locale),
+        "public-asof": i18n.t("public.asof", locale, time=i18n.datetime_text(as_of, locale, tz, "short"))
+        if as_of else i18n.t("public.asof.none", locale),
+    }
+
+
+def view_map(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_id: str, *, geojson, centre, zoom,
+             tile_url: str = "") -> dict:
+    """The district map of one KPI and its table (the same for every area)."""
+    kpi = catalogue.kpis.get(kpi_id)
+    label = kpi_label(catalogue, kpi_id, locale)
+    rows = figures.district_rows(snap, kpi_id, kpi, locale)
+    headers = [i18n.t(f"public.table.{h}", locale) for h in ("area", "value", "status")]
+    return {
+        "public-map": figures.map_figure(snap, kpi_id, kpi, locale, geojson, centre, zoom, tile_url),
+        "public-map-table": table("public-map-data", i18n.t("public.map.table", locale, kpi=label), headers, rows),
+    }
+
+
+def view_trend(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_id: str, area: str, tz: str) -> dict:
+    """The 24-hour trend of one KPI in one area (``city`` or a district id) and its table."""
+    t = lambda key, **kw: i18n.t(key, locale, **kw)  # noqa: E731
+    pk = snap.kpi(kpi_id)
+    label = kpi_label(catalogue, kpi_id, locale)
+    area_name = t("public.area.city") if area == "city" else snap.districts[area]
+    points = figures.trend_points(snap, kpi_id, area)
+    return {
         "public-trend": figures.trend_figure(points, pk.unit, locale, tz),
         "public-trend-table": table(
             "public-trend-data", t("public.trend.table.caption", kpi=label, area=area_name),
             [t("public.table.hour"), t("public.table.value")],
             figures.trend_rows(points, pk.unit, locale, tz), with_status=False),
     }
+
+
+def view(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_value, area_value, *, geojson,
+         centre, zoom, tz: str, tile_url: str = "") -> dict:
+    """Everything the update callback returns, keyed by output id."""
+    choice = parse_choice(snap, kpi_value, area_value, catalogue)
+    out = {**view_common(snap, catalogue, locale, tz),
+           "public-error": i18n.t(choice.error, locale) if choice.error else ""}
+    if choice.kpi_id is None:
+        empty = {"data": [], "layout": {}}
+        return {**out, "public-map": empty, "public-map-table": "", "public-trend": empty,
+                "public-trend-table": ""}
+    return {**out,
+            **view_map(snap, catalogue, locale, choice.kpi_id, geojson=geojson, centre=centre, zoom=zoom,
+                       tile_url=tile_url),
+            **view_trend(snap, catalogue, locale, choice.kpi_id, choice.area, tz)}

@@ -1,4 +1,4 @@
-"""The local stack: TimescaleDB and Mosquitto as user processes in a folder.
+"""The local stack: TimescaleDB and Mosquitto (and Redis when asked for) as user processes in a folder.
 
 ``make stack`` runs them under ``var/``; the test fixtures run their own in
 temporary folders on free loopback ports.
@@ -6,8 +6,9 @@ temporary folders on free loopback ports.
 from ingest.stack.errors import StackError
 from ingest.stack.mosquitto import LocalMosquitto
 from ingest.stack.postgres import LocalPostgres, wait_for_port
+from ingest.stack.redis import LocalRedis
 
-__all__ = ["LocalMosquitto", "LocalPostgres", "StackError", "wait_for_port", "free_port"]
+__all__ = ["LocalMosquitto", "LocalPostgres", "LocalRedis", "StackError", "wait_for_port", "free_port"]
 
 
 def free_port() -> int:

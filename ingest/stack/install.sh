@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what citydash needs on Debian/Ubuntu; idempotent, seconds when all is there.
-#   - Debian packages: PostgreSQL server + server-dev, cmake, mosquitto, chromium + driver
+#   - Debian packages: PostgreSQL server + server-dev, cmake, mosquitto, redis-server
+#     (the optional shared cache; the tests run one), chromium + driver
 #   - TimescaleDB for the installed PostgreSQL: the distribution's package when it has one,
 #     otherwise built (Apache edition) from Debian 13's `timescaledb` source package
 #   - the virtualenv .venv from requirements.txt
@@ -41,13 +42,15 @@ fi
 PG=$(pg_version)
 [ -n "$PG" ] || { say "no PostgreSQL server found after installing postgresql"; exit 1; }
 
-apt_install "postgresql-$PG" "postgresql-server-dev-$PG" cmake gcc make mosquitto \
+apt_install "postgresql-$PG" "postgresql-server-dev-$PG" cmake gcc make mosquitto redis-server \
   chromium chromium-driver xz-utils ca-certificates python3-venv util-linux
 
-# Mosquitto is run by citydash as a user process; the distribution's service is not needed.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled mosquitto >/dev/null 2>&1; then
-  $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
-fi
+# Mosquitto and Redis are run by citydash as user processes; the distribution's services are not needed.
+for service in mosquitto redis-server; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled "$service" >/dev/null 2>&1; then
+    $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done
 
 # 2. TimescaleDB
 PKGLIBDIR=$("/usr/lib/postgresql/$PG/bin/pg_config" --pkglibdir 2>/dev/null || pg_config --pkglibdir)

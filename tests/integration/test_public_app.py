@@ -187,3 +187,42 @@ def test_public_rate_limit(settings, db_url):
     limited = client.get("/public/_dash-dependencies", headers={"Accept-Language": "pt-BR"})
     assert limited.status_code == 429 and "Muitas solicitações" in limited.get_data(as_text=True)
     assert client.get("/healthz").status_code == 200  # internal routes are not counted
+
+
+PAGE_OUTPUT = "..public-page.children...public-locale.data.."
+
+
+def _page(client, search):
+    return client.post("/public/_dash-update-component",
+                       json=_body(PAGE_OUTPUT, [{"id": "public-url", "property": "search", "value": search}]))
+
+
+def test_composed_answers_equal_what_dash_gives(app):
+    """The serialised-parts fast path answers exactly what the Dash callbacks answer."""
+    client = app.server.test_client()
+    composer = app.public_app.public_composer
+    asks = [lambda c, k=k, a=a, loc=loc: _view(c, k, a, loc)
+            for k, a, loc in [("congestion_index", "city", "en"), ("congestion_index", "centro-sul", "ja"),
+                              ("congestion_index", "tiny", "pt-BR"), ("nope", "city", "en"),
+                              ("congestion_index", "nowhere", "ja"), (None, None, None)]]
+    asks += [lambda c, s=s: _page(c, s) for s in ["?lang=ja", "", "?lang=pt-BR&x=1", None]]
+    composed = [ask(client) for ask in asks]
+    assert composer.parts.peek((app.public_app.public_data.local.computed_at, "common", "en")) is not None
+    original = composer.answer
+    composer.answer = lambda body, snap: None  # every request through the Dash callbacks
+    try:
+        from_dash = [ask(client) for ask in asks]
+    finally:
+        composer.answer = original
+    for fast, slow in zip(composed, from_dash):
+        assert fast.status_code == slow.status_code == 200
+        assert fast.get_json() == slow.get_json()
+    assert "Unknown indicator" in json.dumps(composed[3].get_json())
+
+
+def test_composed_answers_are_rate_limited(settings, db_url):
+    seed_public(db_url)
+    app = create_app(settings.model_copy(update={"public_rate_limit": "3 per minute"}))
+    client = app.server.test_client()
+    codes = [_view(client, "congestion_index", "city").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
