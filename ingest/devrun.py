@@ -129,7 +129,7 @@ def main() -> int:
 DEMO_USERS = (("operator", "operator"), ("planner", "planner"), ("admin", "admin"))
 
 
-def _demo_users(settings) -> None:
+def _demo_users(settings, var: Path = ROOT / "var") -> None:
     """On a local stack without users, create one per role and print where their passwords are.
 
     Passwords are random, kept in ``var/demo-users.txt`` (readable by this user only); a city's
@@ -141,11 +141,11 @@ def _demo_users(settings) -> None:
 
     if settings.auth_mode != "builtin":
         return
-    path = ROOT / "var" / "demo-users.txt"
+    path = var / "demo-users.txt"
     with psycopg.connect(settings.database_url) as conn:
         if users.list_users(conn):
             if path.exists():
-                _step(f"sign in with the demo users in {path.relative_to(ROOT)}")
+                _step(f"sign in with the demo users in {path}")
             return
         lines = []
         for name, role in DEMO_USERS:
@@ -155,7 +155,7 @@ def _demo_users(settings) -> None:
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     _step("demo users created (sign in at /login): " + "; ".join(lines)
-          + f" (kept in {path.relative_to(ROOT)})")
+          + f" (kept in {path})")
 
 
 def _wait_subscribed(settings, timeout_s: float) -> bool:

@@ -8,8 +8,9 @@ as ``citydash_ingest``:
   series up to date (:mod:`dashboard.kpis.materialise`, rebuilding KPIs
   whose definition changed);
 * every ``retention_interval_s``: drops expired chunks
-  (:func:`ingest.rollup.apply_retention`) and deletes audit-log entries older
-  than ``audit_retention_days`` (``purge_audit_log``);
+  (:func:`ingest.rollup.apply_retention`) and deletes audit-log entries and
+  dead letters older than ``audit_retention_days`` / ``dead_letter_retention_days``
+  (``purge_audit_log``, ``purge_dead_letters``);
 * every ``alert_interval_s``: evaluates alerts
   (:func:`dashboard.kpis.alerts.evaluate_alerts`) and publishes changed
   alerts on MQTT (``city/alerts/...``).
@@ -157,6 +158,8 @@ class JobRunner:
         # personal data (who did what, from which address) is kept no longer than the audit retention
         dropped["audit_log"] = conn.execute("SELECT purge_audit_log(%s)",
                                             (self.settings.audit_retention_days,)).fetchone()[0]
+        dropped["dead_letters"] = conn.execute("SELECT purge_dead_letters(%s)",
+                                               (self.settings.dead_letter_retention_days,)).fetchone()[0]
         rollup.record_state(conn, "retention", dropped, now)
         return dropped
 

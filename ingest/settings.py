@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     dead_letter_payload_cap: int = Field(
         8192, description="Bytes of a rejected payload kept in dead_letters."
     )
+    dead_letter_retention_days: int = Field(
+        30, ge=1, description="Dead letters older than this are deleted by the ingestor's retention job."
+    )
     max_future_s: int = Field(
         300, description="Readings stamped further than this in the future are rejected, seconds."
     )

@@ -146,16 +146,20 @@ def test_retention_drops_old_chunks_per_settings(db_url):
             conn.execute("INSERT INTO kpi_1m (bucket, kpi_id, scope_type, scope_id, value, sensors, expected) "
                          "VALUES (%s, 'k', 'city', '', 1, 1, 1)", (t,))
             conn.execute("INSERT INTO audit_log (at, actor, action) VALUES (%s, 'ana', 'auth.login')", (t,))
+            conn.execute("INSERT INTO dead_letters (received_at, topic, payload_size, reason) "
+                         "VALUES (%s, 'city/x', 0, 'bad')", (t,))
         assert [chunks(conn, n) for n in ("readings", "readings_1m", "vehicle_positions")] == [3, 3, 3]
 
     settings = Settings(_env_file=None, database_url=db_url, raw_retention_days=30,
-                        rollup_1m_retention_days=35, audit_retention_days=40)
+                        rollup_1m_retention_days=35, audit_retention_days=40,
+                        dead_letter_retention_days=10)
     runner = JobRunner(settings, catalogue=catalogue(), publisher=lambda t, p: True)
     try:
         dropped = runner.run_once(jobs=("retention",))["retention"]
     finally:
         runner.close()
-    assert dropped == {"readings": 2, "vehicle_positions": 2, "readings_1m": 1, "kpi_1m": 1, "audit_log": 1}
+    assert dropped == {"readings": 2, "vehicle_positions": 2, "readings_1m": 1, "kpi_1m": 1, "audit_log": 1,
+                       "dead_letters": 2}
 
     with psycopg.connect(db_url) as conn:
         def days(sql):
@@ -166,6 +170,7 @@ def test_retention_drops_old_chunks_per_settings(db_url):
         assert days("SELECT last_time FROM readings_1h") == [2, 32, 50]  # 1-hour rollups are kept
         assert days("SELECT bucket FROM kpi_1m") == [2, 32]
         assert days("SELECT at FROM audit_log") == [2, 32]  # older than audit_retention_days: deleted
+        assert days("SELECT received_at FROM dead_letters") == [2]
         state = conn.execute("SELECT details FROM rollup_state WHERE name = 'retention'").fetchone()[0]
         assert state == dropped
         assert [chunks(conn, n) for n in ("readings", "readings_1m", "vehicle_positions")] == [1, 2, 1]

@@ -82,9 +82,13 @@ def test_ingest_role_cannot_drop_or_alter(db_url):
         conn.execute("INSERT INTO metrics (name) VALUES ('ok_metric')")
         for sql in ("DROP TABLE readings", "TRUNCATE readings", "DELETE FROM readings",
                     "ALTER TABLE sensors ADD COLUMN x int", "CREATE TABLE evil (x int)",
-                    "DROP VIEW readings_named"):
+                    "DROP VIEW readings_named", "DELETE FROM dead_letters", "DELETE FROM audit_log"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
+        # retention goes through the definer functions, which keep at least a day
+        for fn in ("purge_dead_letters", "purge_audit_log"):
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                conn.execute(f"SELECT {fn}(0)")
 
 
 def test_reader_cannot_write(db_url):
