@@ -71,9 +71,11 @@ class LRU:
 def input_values(body: dict) -> dict[str, object]:
     """``{component id: value}`` of a callback request's inputs and state (string ids only)."""
     out = {}
-    for item in list(body.get("inputs") or []) + list(body.get("state") or []):
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            out[item["id"]] = item.get("value")
+    for field in ("inputs", "state"):
+        items = body.get(field)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                out[item["id"]] = item.get("value")
     return out
 
 

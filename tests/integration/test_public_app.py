@@ -226,3 +226,14 @@ def test_composed_answers_are_rate_limited(settings, db_url):
     client = app.server.test_client()
     codes = [_view(client, "congestion_index", "city").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("inputs,state", [(5, None), ("abc", "x"), ([1, None, "x"], [{"id": ["a"]}]),
+                                          ([{"id": "public-kpi", "value": {"$ne": 1}}], {"k": 1})])
+def test_malformed_callback_bodies_get_a_view_not_an_error(app, inputs, state):
+    """Whatever shape the inputs have, the answer is the default view with no traceback."""
+    body = {"output": VIEW_OUTPUT, "outputs": _outputs(VIEW_OUTPUT), "inputs": inputs, "state": state}
+    response = app.server.test_client().post("/public/_dash-update-component", json=body)
+    assert response.status_code == 200
+    out = response.get_json()["response"]
+    assert out["public-map"]["figure"]["data"] and "Traceback" not in response.get_data(as_text=True)
