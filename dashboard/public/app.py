@@ -141,10 +141,12 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
     app.public_composer = composer
 
     def snapshot_or_none():
+        if flask.g.pop("public_unavailable", False):  # the request hook just tried
+            return None
         try:
             return data.get()
-        except Exception:  # shown as a translated message, never a traceback
-            log.exception("public snapshot failed")
+        except Exception as exc:  # shown as a translated message, never a traceback
+            log.warning("public snapshot unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return None
 
     # The two callbacks below are the public app's contract with the Dash renderer.  Requests with
@@ -185,7 +187,9 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
             return flask.jsonify(error="unknown callback"), 404
         try:
             snap = data.get()
-        except Exception:  # the Dash callback shows the translated message
+        except Exception as exc:  # the Dash callback shows the translated message
+            log.warning("public snapshot unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            flask.g.public_unavailable = True
             return None
         answer = composer.answer(body, snap)
         return None if answer is None else flask.Response(answer, mimetype="application/json")

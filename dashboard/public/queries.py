@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -151,10 +152,14 @@ class PublicData:
     reads the views again; with a shared (Redis) cache, ``add`` of a lock key
     lets one process per period do it and the others take its result from the
     cache.  Only the very first request (no snapshot yet) or a snapshot older
-    than three periods (the refresher failed) computes while the viewer waits.
+    than three periods (the refresher failed) computes while the viewer waits;
+    when that fails, the viewers of the next ``RETRY_AFTER_S`` get the error at
+    once instead of each waiting for the database again.
     """
 
     MAX_FAILURES = 3
+    WAIT_S = 3.0  # longest a viewer waits for another thread's read of the database
+    RETRY_AFTER_S = 10.0  # after a failed synchronous read, viewers get the error at once for this long
 
     def __init__(self, settings):
         self.settings = settings
@@ -167,6 +172,7 @@ class PublicData:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._failure: tuple[float, Exception] | None = None
 
     def _age(self, snap: Snapshot | None) -> float:
         if snap is None:
@@ -178,15 +184,31 @@ class PublicData:
         if self._age(snap) < 3 * self.period:
             self._ensure_thread()
             return snap
-        with self._lock:  # one computation per process, the others wait for it
+        # one computation per process; the others wait for it, but not for a database that is down
+        if not self._lock.acquire(timeout=self.WAIT_S):
+            raise TimeoutError("the public snapshot is being read and the database is slow")
+        try:
             if self._age(self.local) >= 3 * self.period:
-                shared = cache.backend().get(self.KEY)
-                if self._age(shared) < 2 * self.period:
-                    self.local = shared
-                else:
-                    self.refresh()
+                self._read_now()
+        finally:
+            self._lock.release()
         self._ensure_thread()
         return self.local
+
+    def _read_now(self) -> None:
+        """Take a fresh shared snapshot or read one (holding ``_lock``); remember a failure."""
+        if self._failure is not None and time.monotonic() - self._failure[0] < self.RETRY_AFTER_S:
+            raise self._failure[1]  # the database was just tried: fail fast, do not queue viewers
+        try:
+            shared = cache.backend().get(self.KEY)
+            if self._age(shared) < 2 * self.period:
+                self.local = shared
+            else:
+                self.refresh()
+        except Exception as exc:
+            self._failure = (time.monotonic(), exc)
+            raise
+        self._failure = None
 
     def refresh(self) -> Snapshot:
         from dashboard.db import pool

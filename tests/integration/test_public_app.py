@@ -237,3 +237,27 @@ def test_malformed_callback_bodies_get_a_view_not_an_error(app, inputs, state):
     assert response.status_code == 200
     out = response.get_json()["response"]
     assert out["public-map"]["figure"]["data"] and "Traceback" not in response.get_data(as_text=True)
+
+
+def test_database_down_gives_a_translated_message(settings):
+    """No database: the page and the view say so in the viewer's language; no traceback, no 500."""
+    from ingest.stack import free_port
+
+    down = settings.model_copy(update={"database_url": f"postgresql://citydash@127.0.0.1:{free_port()}/citydash"})
+    app = create_app(down)
+    client = app.server.test_client()
+    page = _page(client, "?lang=pt-BR")
+    assert page.status_code == 200
+    text = json.dumps(page.get_json(), ensure_ascii=False)
+    assert "Os valores não estão disponíveis agora" in text and "Traceback" not in text
+    view = _view(client, "congestion_index", "city", "ja")
+    assert view.status_code == 200
+    assert view.get_json()["response"]["public-error"]["children"].startswith("現在数値を表示できません")
+    # after a failed read, viewers get that failure at once for a while instead of each waiting again
+    data = app.public_app.public_data
+    with pytest.raises(Exception) as first:
+        data.get()
+    with pytest.raises(Exception) as second:
+        data.get()
+    assert second.value is first.value and data.refreshes == 0
+    assert "Traceback" not in view.get_data(as_text=True)
