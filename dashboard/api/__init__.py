@@ -11,6 +11,7 @@ translated ``{"error": ...}``; never a traceback.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Iterable
 
 import flask
 import pandas as pd
@@ -206,14 +207,28 @@ def kpi_series(kpi_id: str):
     start, end = _window()
     res = _resolution(start, end)
     width = HOUR if res == "1h" else MINUTE
+    scope_id = scope_id if scope != "city" else None
+    detail = {"kpi": kpi.id, "scope": scope, "from": start.isoformat(), "to": end.isoformat()}
     with context.connection() as conn:
-        frame = evaluate.series(conn, cat, kpi, start, end, scope=scope,
-                                scope_id=scope_id if scope != "city" else None, resolution=res)
+        registry = evaluate.load_registry(conn)
+        a, b = floor_time(start, width), floor_time(end, width)
+        b = b if b == end else b + width
+        if fmt == "csv" and evaluate.materialised_usable(cat, kpi, registry, res, scope, a):
+            settings = context.settings()
+
+            def chunks():  # formatted by the database, streamed (no Python object per row)
+                from dashboard.db import pool
+
+                with pool(settings).connection() as conn:
+                    yield from q.materialised_series_csv(conn, kpi.id, res, scope, a, b, scope_id)
+
+            return _download(chunks(), fmt, f"{kpi.id}-{scope}-series", detail)
+        frame = evaluate.series(conn, cat, kpi, start, end, scope=scope, scope_id=scope_id, resolution=res,
+                                registry=registry)
     meta = {"kpi": kpi.id, "scope": scope, "resolution": res, "source": frame.attrs.get("source"),
             "unit": kpi.unit, "width_s": int(width.total_seconds())}
     if fmt == "csv":
-        return _download(frame_csv_chunks(frame, SERIES_HEADER), fmt, f"{kpi.id}-{scope}-series",
-                         {"kpi": kpi.id, "scope": scope, "from": start.isoformat(), "to": end.isoformat()})
+        return _download(frame_csv_chunks(frame, SERIES_HEADER), fmt, f"{kpi.id}-{scope}-series", detail)
     return _download(json_chunks(meta, SERIES_HEADER, _rows(frame, SERIES_HEADER)), "json", "", {})
 
 
@@ -231,13 +246,18 @@ def layer(layer: str):
     features = _layer_features(layer, cat, window)
     detail = {"layer": layer, "at": window.start.isoformat()}
     if fmt == "csv":
+        features = list(features)
         header = sorted({k for props, _ in features for k in props})
         return _download(csv_chunks(header, ([p.get(k) for k in header] for p, _ in features)), fmt,
                          f"{layer}", detail)
-    return _download(iter([feature_collection(features)]), fmt, layer, detail)
+    return _download(iter([feature_collection(features, clean=layer not in PLAIN_LAYERS)]), fmt, layer, detail)
 
 
-def _layer_features(name: str, cat, window: q.Window) -> list[tuple[dict, dict | None]]:
+PLAIN_LAYERS = ("roads", "sensors")  # their properties are built as plain JSON values (no cell() per value)
+
+
+def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, dict | None]]:
+    """(properties, geometry) of each feature; roads and sensors as a generator (see feature_collection)."""
     from dashboard.layer_files import layer_geojson
 
     if name == "districts":
@@ -260,25 +280,22 @@ def _layer_features(name: str, cat, window: q.Window) -> list[tuple[dict, dict |
             raise ApiError(400, "api.error.kpi", value=kpi)
         with context.connection() as conn:
             values = q.scope_values(conn, cat, kpi, "road", window.start, window)
-        index = context.road_index()
-        out = []
-        for rid, value, conf in zip(values["scope_id"], values["value"], values["confidence"]):
-            found = index.get(str(rid))
-            if found is None:
-                continue
-            props = {"id": rid, "name": found[2].get("name"), "class": found[2].get("class"), "kpi": kpi,
-                     "at": window.start, "value": value, "confidence": conf}
-            out.append((props, _line_geometry(found[0], found[1])))
-        return out
+        index, at = context.road_index(), cell(window.start)
+        columns = (values["scope_id"].tolist(), values["value"].to_numpy(dtype=float).tolist(),
+                   values["confidence"].to_numpy(dtype=float).tolist())
+        return (({"id": rid, "name": found[2]["name"], "class": found[2]["class"], "kpi": kpi, "at": at,
+                  "value": value, "confidence": conf}, found[3])  # geometry serialised once per layer build
+                for rid, value, conf in zip(*columns) if (found := index.get(str(rid))) is not None)
     if name == "sensors":
         kinds = tuple(k for k in flask.request.args.get("kinds", "").split(",") if k)
         with context.connection() as conn:
             frame = q.sensor_health(conn, window.start, window, kinds)
-        return [({"id": e, "kind": k, "name": n, "district_id": d, "status": s, "readings": int(r),
-                  "at": window.start}, {"type": "Point", "coordinates": [float(x), float(y)]})
-                for e, k, n, d, s, r, x, y in zip(frame["external_id"], frame["kind"], frame["name"],
-                                                  frame["district_id"], frame["status"], frame["readings"],
-                                                  frame["lon"], frame["lat"])]
+        at = cell(window.start)
+        return (({"id": e, "kind": k, "name": n, "district_id": d, "status": s, "readings": r, "at": at},
+                 {"type": "Point", "coordinates": [x, y]})
+                for e, k, n, d, s, r, x, y in zip(*(frame[c].tolist() for c in (
+                    "external_id", "kind", "name", "district_id", "status", "readings")),
+                    frame["lon"].to_numpy(dtype=float).tolist(), frame["lat"].to_numpy(dtype=float).tolist()))
     if name == "vehicles":
         with context.connection() as conn:
             frame = q.vehicles_at(conn, window.start, window)
@@ -290,21 +307,6 @@ def _layer_features(name: str, cat, window: q.Window) -> list[tuple[dict, dict |
     except KeyError:
         raise ApiError(404, "api.error.layer", value=name) from None
     return [(f.get("properties") or {}, f.get("geometry")) for f in data["features"]]
-
-
-def _line_geometry(lon: list, lat: list) -> dict:
-    parts, current = [], []
-    for x, y in zip(lon, lat):
-        if x is None:
-            parts.append(current)
-            current = []
-        else:
-            current.append([x, y])
-    parts.append(current)
-    parts = [p for p in parts if p]
-    if len(parts) == 1:
-        return {"type": "LineString", "coordinates": parts[0]}
-    return {"type": "MultiLineString", "coordinates": parts}
 
 
 # -- sensors and alerts -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import flask
+import orjson
 
 from dashboard import i18n
 from dashboard.db import pool
@@ -104,13 +105,44 @@ def _layer_or_empty(layer: str, band: str) -> dict:
         return {"type": "FeatureCollection", "features": []}
 
 
+def line_geometry(lon, lat) -> dict:
+    """GeoJSON ``LineString`` (one part) or ``MultiLineString`` of lon/lat sequences with None between parts."""
+    parts, current = [], []
+    for x, y in zip(lon, lat):
+        if x is None:
+            parts.append(current)
+            current = []
+        else:
+            current.append([x, y])
+    parts.append(current)
+    parts = [p for p in parts if p]
+    if len(parts) == 1:
+        return {"type": "LineString", "coordinates": parts[0]}
+    return {"type": "MultiLineString", "coordinates": parts}
+
+
+ROAD_PROPERTIES = ("name", "class")
+
+
 @lru_cache(maxsize=8)
-def _road_index(version: str, band: str) -> dict[str, tuple[list, list, dict]]:
-    return line_index(_layer_or_empty("roads", band), "id")
+def _road_index(version: str, band: str) -> dict[str, tuple[tuple, tuple, dict, orjson.Fragment]]:
+    from dashboard.layer_files import layer_dir
+    from layers import web
+
+    try:  # parsed here, not through the shared layer cache: only the compact index stays in memory
+        data = orjson.loads(web.layer_path(layer_dir(), "roads", band).read_bytes())
+    except KeyError:
+        data = {"type": "FeatureCollection", "features": []}
+    # Tuples of floats and dicts of strings are not tracked by the garbage collector, so 20,000
+    # roads do not lengthen its full collections; the GeoJSON geometry is serialised once here.
+    return {rid: (tuple(lon), tuple(lat), {k: props.get(k) for k in ROAD_PROPERTIES},
+                  orjson.Fragment(orjson.dumps(line_geometry(lon, lat))))
+            for rid, (lon, lat, props) in line_index(data, "id").items()}
 
 
-def road_index(band: str = "street") -> dict[str, tuple[list, list, dict]]:
-    """Roads by id (the ``street`` band keeps every road with its id; parsed once per layer build)."""
+def road_index(band: str = "street") -> dict[str, tuple[tuple, tuple, dict, orjson.Fragment]]:
+    """Roads by id: (lon, lat with None between parts, {name, class}, GeoJSON geometry as an
+    ``orjson.Fragment``).  The ``street`` band keeps every road with its id; built once per layer build."""
     from dashboard.layer_files import layer_url
 
     return _road_index(layer_url("roads", band), band)

@@ -124,7 +124,11 @@ def map_data(state: q.ViewState, window: q.Window, index: int) -> dict:
                 out["districts"] = now
                 out["names"] = q.district_names(conn)
             if "roads" in state.layers and state.road:
-                out["roads"] = q.scope_values(conn, cat, state.road, "road", at, window, registry)
+                now = q.scope_values(conn, cat, state.road, "road", at, window, registry)
+                if offset is not None:  # the difference, like the districts'
+                    then = q.scope_values(conn, cat, state.road, "road", at - offset, window, registry)
+                    now = q.difference(now, then)
+                out["roads"] = now
             if "sensors" in state.layers:
                 out["sensors"] = q.sensor_health(conn, at, window, state.kinds)
             if "vehicles" in state.layers:
@@ -134,11 +138,12 @@ def map_data(state: q.ViewState, window: q.Window, index: int) -> dict:
     return _cached(key, compute)
 
 
-def road_lines(values: pd.DataFrame) -> pd.DataFrame:
-    """Roads with a value and their geometry (roads missing from the layer files are left out)."""
+def road_lines(values: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    """Roads with a value (``column``: ``delta`` for a comparison) and their geometry (roads missing
+    from the layer files are left out)."""
     index = context.road_index()
     rows = [(rid, index[rid][2].get("name") or rid, value, index[rid][0], index[rid][1])
-            for rid, value in zip(values["scope_id"].astype(str), values["value"]) if rid in index]
+            for rid, value in zip(values["scope_id"].astype(str), values[column]) if rid in index]
     return pd.DataFrame(rows, columns=["road_id", "name", "value", "lon", "lat"])
 
 
@@ -173,8 +178,9 @@ def _build_map(state: q.ViewState, window: q.Window, index: int, locale: str):
         m.kpi_unit = kpi.unit
     if "roads" in data:
         road = cat[state.road]
-        m.road_lines = road_lines(data["roads"])
-        m.road_label, m.road_unit, m.road_better = road.text(locale)[0], road.unit, road.better
+        m.road_lines = road_lines(data["roads"], "delta" if offset is not None else "value")
+        m.road_label = road.text(locale)[0] + (f" · {t('explore.difference')}" if offset is not None else "")
+        m.road_unit, m.road_better, m.road_diff = road.unit, road.better, offset is not None
     if "transit" in state.layers:
         m.transit_lines = [{"route_id": rid, "name": props.get("short_name") or rid,
                             "colour": _colour(props.get("colour")), "lon": lon, "lat": lat}

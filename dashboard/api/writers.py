@@ -8,6 +8,8 @@ import math
 from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
+import orjson
+
 CHUNK_ROWS = 2000
 
 
@@ -63,11 +65,14 @@ def json_chunks(meta: dict, header: list[str], rows: Iterable[Iterable]) -> Iter
     yield "".join(batch) + "]}"
 
 
-def feature_collection(features: Iterable[tuple[dict, dict | None]]) -> str:
-    """GeoJSON text of (properties, geometry) pairs."""
-    return json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {k: cell(v) for k, v in props.items()}, "geometry": geom}
-        for props, geom in features]}, ensure_ascii=False, separators=(",", ":"))
+def feature_collection(features: Iterable[tuple[dict, dict | None]], clean: bool = True) -> bytes:
+    """GeoJSON (UTF-8) of (properties, geometry) pairs.  A geometry may come pre-serialised as an
+    ``orjson.Fragment``.  ``clean=False``: the properties already hold only str, int, float (NaN is
+    written as null), bool and None, so :func:`cell` is skipped.  Serialised feature by feature, so a
+    generator of features keeps no per-feature objects alive (nothing for the garbage collector)."""
+    parts = [orjson.dumps({"type": "Feature", "properties": {k: cell(v) for k, v in props.items()} if clean
+                           else props, "geometry": geom}) for props, geom in features]
+    return b'{"type":"FeatureCollection","features":[' + b",".join(parts) + b"]}"
 
 
 def frame_csv_chunks(frame, columns: list[str], time_columns=("bucket",)) -> Iterator[str]:

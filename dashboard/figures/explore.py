@@ -43,10 +43,11 @@ class MapLayers:
     kpi_unit: str = ""
     better: str = "lower"
     diff: bool = False                      # values are differences (comparison)
-    road_lines: pd.DataFrame | None = None  # road_id, name, value, lon (list), lat (list)
+    road_lines: pd.DataFrame | None = None  # road_id, name, value (the delta when comparing), lon, lat
     road_label: str = ""
     road_unit: str = ""
     road_better: str = "lower"
+    road_diff: bool = False                 # road values are differences (comparison)
     transit_lines: list[dict] = field(default_factory=list)  # route_id, name, colour, lon, lat
     stops_url: str | None = None
     vehicles: pd.DataFrame | None = None
@@ -150,24 +151,39 @@ def _coords(values) -> list[float]:
     return np.round(np.asarray(values, dtype=float), 5).tolist()
 
 
-def road_bins(values: np.ndarray, n: int = ROAD_BINS) -> np.ndarray:
-    """Edges of ``n`` equal-width bins over the finite values."""
+def road_bins(values: np.ndarray, n: int = ROAD_BINS, diff: bool = False) -> np.ndarray:
+    """Edges of ``n`` equal-width bins over the finite values (for differences: centred on zero)."""
     finite = values[np.isfinite(values)]
     if not len(finite):
-        return np.array([0.0, 1.0])
+        return np.array([-1.0, 1.0]) if diff else np.array([0.0, 1.0])
+    if diff:
+        m = float(np.abs(finite).max()) or 1.0
+        return np.linspace(-m, m, n + 1)
     lo, hi = float(finite.min()), float(finite.max())
     if hi <= lo:
         hi = lo + 1.0
     return np.linspace(lo, hi, n + 1)
 
 
+ROAD_COLOURS = {False: [GOOD_TO_BAD[0][1], "#91cf60", GOOD_TO_BAD[1][1], "#fc8d59", GOOD_TO_BAD[2][1]],
+                True: [DIVERGING[0][1], "#92c5de", DIVERGING[1][1], "#f4a582", DIVERGING[2][1]]}
+
+
+def road_colours(better: str, diff: bool) -> list[str]:
+    """The five road classes' colours from the lowest class up: red is worse (as :func:`_scale`)."""
+    colours = ROAD_COLOURS[diff]
+    return colours if better == "lower" else colours[::-1]
+
+
 def _road_traces(m: MapLayers) -> list[dict]:
     r = m.road_lines
     values = r["value"].to_numpy(dtype=float)
-    edges = road_bins(values)
+    edges = road_bins(values, diff=m.road_diff)
     which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
-    scale = _scale(m.road_better, False)
-    colours = [scale[0][1], "#91cf60", scale[1][1], "#fc8d59", scale[2][1]]
+    colours = road_colours(m.road_better, m.road_diff)
+    number = "{:+.1f}" if m.road_diff else "{:.1f}"
+    # class bounds: whole numbers, or for differences signed with the decimals their range needs
+    bound = f"{{:+.{0 if edges[-1] >= 10 else 1 if edges[-1] >= 1 else 2}f}}" if m.road_diff else "{:.0f}"
     all_lon, all_lat = r["lon"].tolist(), r["lat"].tolist()
     ids, names = r["road_id"].tolist(), r["name"].tolist()
     traces = []
@@ -184,11 +200,12 @@ def _road_traces(m: MapLayers) -> list[dict]:
             lat.append(None)
             custom += [f"road:{ids[i]}"] * len(xs)
             custom.append(None)
-            text += [f"{names[i]}: {values[i]:.1f} {m.road_unit}"] * len(xs)
+            text += [f"{names[i]}: {number.format(values[i])} {m.road_unit}"] * len(xs)
             text.append(None)
         traces.append(dict(type="scattermap",
             mode="lines", lon=lon, lat=lat, line={"width": 3, "color": colours[b * len(colours) // (len(edges) - 1)]},
-            name=f"{m.road_label} {edges[b]:.0f}–{edges[b + 1]:.0f} {m.road_unit}", legendgroup="roads",
+            name=f"{m.road_label} {bound.format(edges[b])}–{bound.format(edges[b + 1])} {m.road_unit}",
+            legendgroup="roads",
             customdata=custom, text=text, hovertemplate="%{text}<extra></extra>"))
     return traces
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import psycopg
+import psycopg.sql
 
 from dashboard.kpis import evaluate
 from dashboard.kpis.catalogue import Catalogue, Kpi
@@ -449,6 +450,48 @@ def district_names(conn) -> dict[str, str]:
 
 
 # -- exports ----------------------------------------------------------------------------------
+
+def float_text(column: str) -> str:
+    """SQL text of a float8 column as Python (and so ``pandas.to_csv``) writes it: the shortest
+    round-trip digits, ``1.0`` rather than PostgreSQL's ``1``, positional notation below 1e16,
+    ``inf``; NULL (an empty CSV cell) for NULL and NaN.  Integer-valued numbers of 1e16 and more may
+    get a 17th digit where Python finds 16 (the same double: it reads back equal)."""
+    x = column
+    return (f"CASE WHEN {x} IS NULL OR {x} = 'NaN' THEN NULL WHEN {x} = 'Infinity' THEN 'inf' "
+            f"WHEN {x} = '-Infinity' THEN '-inf' WHEN {x} = 0 THEN {x}::text || '.0' "
+            f"WHEN {x} = trunc({x}) AND abs({x}) < 1e16 THEN {x}::int8::text || '.0' "
+            f"WHEN abs({x}) >= 1e15 AND abs({x}) < 1e16 THEN regexp_replace(replace(split_part({x}::text, 'e', 1), "
+            f"'.', ''), '^(-?[0-9]{{16}})', '\\1.') ELSE {x}::text END")
+
+
+def materialised_series_csv(conn: psycopg.Connection, kpi: str, resolution: str, scope: str, start: datetime,
+                            end: datetime, scope_id: str | None = None, chunk: int = 1 << 16) -> Iterator[bytes]:
+    """CSV (``bucket, scope_id, value, sensors, expected, confidence``) of a KPI's materialised series,
+    formatted by PostgreSQL (``COPY ... TO STDOUT``) and streamed in chunks of about ``chunk`` bytes.
+
+    The same text as :func:`dashboard.api.writers.frame_csv_chunks` of
+    :func:`dashboard.kpis.evaluate.read_materialised` (same rows, order, times, float digits), without
+    a Python object per row.  The caller checks :func:`dashboard.kpis.evaluate.materialised_usable`."""
+    table = {"1m": "kpi_1m", "1h": "kpi_1h"}[resolution]
+    query = psycopg.sql.SQL(
+        "COPY (SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS bucket, "
+        "nullif(scope_id, '') AS scope_id, {value} AS value, sensors, expected, {conf} AS confidence "
+        "FROM (SELECT bucket, scope_id, value, sensors, expected, CASE WHEN expected > 0 "
+        "THEN least(sensors::float8 / expected, 1.0) END AS c FROM {table} WHERE kpi_id = {kpi} "
+        "AND scope_type = {scope} AND bucket >= {a} AND bucket < {b}{one}) AS m "
+        "ORDER BY m.scope_id, m.bucket) TO STDOUT (FORMAT csv, HEADER)").format(
+        value=psycopg.sql.SQL(float_text("value")), conf=psycopg.sql.SQL(float_text("c")),
+        table=psycopg.sql.Identifier(table), kpi=kpi, scope=scope, a=start, b=end,
+        one=psycopg.sql.SQL("") if scope_id is None else psycopg.sql.SQL(" AND scope_id = {}").format(scope_id))
+    buf = bytearray()
+    with conn.cursor().copy(query) as copy:
+        for data in copy:
+            buf += data
+            if len(buf) >= chunk:
+                yield bytes(buf)
+                buf.clear()
+    yield bytes(buf)
+
 
 def iter_readings(conn: psycopg.Connection, sensor_ids: list[int], start: datetime, end: datetime,
                   batch: int = 5000) -> Iterator[tuple]:

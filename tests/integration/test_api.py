@@ -281,3 +281,171 @@ def test_map_shows_sensor_markers_to_planners_only(api, city):
     with reader(city.db_url) as conn:
         placed = conn.execute("SELECT count(*) FROM sensors WHERE placed AND kind IS NOT NULL").fetchone()[0]
     assert drawn == {"vic": 0, "pat": placed}
+
+
+def _street_roads(api) -> dict[str, dict]:
+    """Road id -> expected GeoJSON geometry, read from the built street layer on its own."""
+    from dashboard.layer_files import layer_geojson
+
+    parts: dict[str, list] = {}
+    with api.test_request_context("/"):
+        for f in layer_geojson("roads", "street")["features"]:
+            g = f["geometry"]
+            lines = [g["coordinates"]] if g["type"] == "LineString" else g["coordinates"]
+            parts.setdefault(str(f["properties"]["id"]), []).extend(lines)
+    return {rid: {"type": "LineString", "coordinates": p[0]} if len(p) == 1 else
+            {"type": "MultiLineString", "coordinates": p} for rid, p in parts.items()}
+
+
+def test_roads_geojson_equals_the_layer_geometry_and_the_engine(api, city):
+    from dashboard.queries import explore as q
+
+    client = api.test_client()
+    login_client(client, "vic")
+    at = city.now - timedelta(minutes=7)
+    body = client.get(f"/api/v1/layers/roads?kpi=arterial_speed&at={iso(at)}").get_json()
+    window = q.Window(at, at + timedelta(minutes=1), "1m", timedelta(minutes=1))
+    with reader(city.db_url) as conn:
+        values = q.scope_values(conn, load_catalogue(DEMO_CITY), "arterial_speed", "road", at, window)
+    geometry = _street_roads(api)
+    assert len(body["features"]) == len(values) >= 5
+    for f, (rid, value, conf) in zip(body["features"], zip(values["scope_id"], values["value"],
+                                                           values["confidence"])):
+        p = f["properties"]
+        assert (p["id"], p["kpi"], p["at"]) == (rid, "arterial_speed", iso(at))
+        assert p["value"] == pytest.approx(value) and p["confidence"] == pytest.approx(conf)
+        assert f["geometry"] == geometry[rid]
+
+
+def test_sensors_geojson_equals_the_health_frame(api, city):
+    from dashboard.queries import explore as q
+
+    client = api.test_client()
+    login_client(client, "pat")
+    at = city.now - timedelta(minutes=5)
+    features = client.get(f"/api/v1/layers/sensors?at={iso(at)}").get_json()["features"]
+    window = q.Window(at, at + timedelta(minutes=1), "1m", timedelta(minutes=1))
+    with reader(city.db_url) as conn:
+        frame = q.sensor_health(conn, at, window)
+    assert [(f["properties"]["id"], f["properties"]["kind"], f["properties"]["name"], f["properties"]["district_id"],
+             f["properties"]["status"], f["properties"]["readings"], f["properties"]["at"], f["geometry"])
+            for f in features] == [
+        (e, k, n, d if isinstance(d, str) else None, s, int(r), iso(at),
+         {"type": "Point", "coordinates": [float(x), float(y)]})
+        for e, k, n, d, s, r, x, y in zip(frame["external_id"], frame["kind"], frame["name"], frame["district_id"],
+                                          frame["status"], frame["readings"], frame["lon"], frame["lat"])]
+
+
+@pytest.mark.parametrize("query", ["scope=district&resolution=1m", "scope=district&resolution=1m&id={district}",
+                                   "scope=city&resolution=1m"])
+def test_series_csv_from_the_database_is_the_text_pandas_writes(api, city, query):
+    """The materialised series CSV is formatted by PostgreSQL: byte for byte what the engine's frame
+    written by pandas gives."""
+    from dashboard.api import SERIES_HEADER
+    from dashboard.api.writers import frame_csv_chunks
+
+    client = api.test_client()
+    login_client(client, "vic")
+    start, end = city.now - timedelta(hours=HOURS, seconds=30), city.now - timedelta(seconds=30)
+    args = dict(part.split("=") for part in query.format(district=city.district).split("&"))
+    response = client.get(f"/api/v1/kpis/congestion_index/series?{query.format(district=city.district)}"
+                          f"&from={iso(start)}&to={iso(end)}&format=csv")
+    assert response.status_code == 200 and response.is_streamed
+    with reader(city.db_url) as conn:
+        frame = evaluate.series(conn, load_catalogue(DEMO_CITY), "congestion_index", start, end,
+                                scope=args["scope"], scope_id=args.get("id"), resolution="1m")
+    assert frame.attrs["source"] == "kpi_1m" and len(frame) > 100
+    assert response.get_data(as_text=True) == "".join(frame_csv_chunks(frame, SERIES_HEADER))
+
+
+def test_float_text_writes_floats_like_python(city):
+    """PostgreSQL's text of a float8 made to equal Python's (pandas') below 1e16, edge cases included."""
+    import random
+    import struct
+
+    import pandas as pd
+
+    from dashboard.queries import explore as q
+
+    rnd = random.Random(7)
+    values = [0.0, -0.0, 1.0, -3.0, 0.1, 1e-05, 0.0001, 2 / 3, 5e-324, 1e15, 123456789012345.0,
+              1234567890123456.5, -1234567890123456.5, 4503599627370495.5, 9999999999999998.0, 1.5e300,
+              float("inf"), float("-inf")]
+    values += [v for v in (struct.unpack("d", struct.pack("Q", rnd.getrandbits(64)))[0] for _ in range(3000))
+               if abs(v) < 1e16]
+    values += [rnd.uniform(-1e16, 1e16) for _ in range(2000)] + [float(rnd.randint(-10**16 + 1, 10**16 - 1))
+                                                                  for _ in range(2000)]
+    values += [rnd.random() * 10 ** rnd.randint(-6, 6) for _ in range(2000)]
+    with reader(city.db_url) as conn:
+        got = conn.execute(f"SELECT array_agg({q.float_text('x')} ORDER BY i) "  # noqa: S608
+                           "FROM unnest(%s::float8[]) WITH ORDINALITY AS u(x, i)", (values,)).fetchone()[0]
+        missing = ", ".join(q.float_text(x) for x in ("NULL::float8", "'NaN'::float8"))
+        assert conn.execute(f"SELECT {missing}").fetchone() == (None, None)  # noqa: S608 (empty cells)
+    expected = pd.DataFrame({"x": values, "y": 0}).to_csv(index=False, header=False, lineterminator="\n")
+    assert [g + ",0" for g in got] == expected.splitlines()
+
+
+def test_comparison_colours_roads_by_their_difference(api, city):
+    from dashboard import cache
+    from dashboard.api import views
+    from dashboard.figures import explore as fig
+    from dashboard.queries import explore as q
+
+    cat = load_catalogue(DEMO_CITY)
+    state = q.resolved(q.ViewState(layers=("roads",), road="arterial_speed", range="1h", compare="prev_week"), cat)
+    window = q.window_for(state, city.now)
+    index = window.frames - 30
+    at = window.frame_time(index)
+    cache.clear()
+    with api.test_request_context("/explore"):
+        figure, _ = views.build_map(state, window, index, "en")
+    traces = [t for t in figure["data"] if t.get("legendgroup") == "roads"]
+    with reader(city.db_url) as conn:
+        now = q.scope_values(conn, cat, "arterial_speed", "road", at, window)
+        then = q.scope_values(conn, cat, "arterial_speed", "road", at - timedelta(days=7), window)
+    delta = q.difference(now, then).set_index("scope_id")["delta"].dropna()
+    assert len(delta) >= 5 and (delta > 0).all()  # a week earlier every counter was 8 km/h slower
+    drawn = {}
+    for t in traces:
+        assert "change against the other period" in t["name"]
+        assert t["line"]["color"] in fig.road_colours("higher", True)
+        for custom, text in zip(t["customdata"], t["text"]):
+            if custom:
+                drawn[custom.split(":", 1)[1]] = text
+    assert set(drawn) == set(delta.index)
+    rid = delta.index[0]
+    assert drawn[rid].endswith(f": {delta[rid]:+.1f} km/h")
+
+
+def test_health_kpis_materialise_in_slices_equal_to_live_values(api, city, monkeypatch):
+    """Data-health KPIs are recomputed in slices of HEALTH_PAIRS (bucket, sensor) pairs (here: one minute
+    per query); the stored values equal the live ones.  Rolled back: the module's data stays as seeded."""
+    import dataclasses
+
+    monkeypatch.setattr(materialise, "HEALTH_PAIRS", 1)
+    cat = load_catalogue(DEMO_CITY)
+    one = dataclasses.replace(cat, kpis={"sensors_reporting": cat["sensors_reporting"]})
+    start, end = city.now - timedelta(hours=2), city.now
+    minutes = [start + timedelta(minutes=i) for i in range(120)]
+    with psycopg.connect(Settings(_env_file=None, database_url=city.db_url).role_url("ingest")) as conn:
+        conn.execute("DELETE FROM kpi_1m WHERE kpi_id = 'sensors_reporting' AND bucket >= %s AND bucket < %s",
+                     (start, end))
+        assert materialise.refresh(conn, one, minutes, [], now=end) > 0
+        stored = conn.execute("SELECT bucket, scope_type, scope_id, value, sensors FROM kpi_1m WHERE kpi_id = "
+                              "'sensors_reporting' AND bucket >= %s AND bucket < %s ORDER BY 2, 3, 1",
+                              (start, end)).fetchall()
+        live = evaluate.compute(conn, cat, "sensors_reporting", start=start, end=end, width=timedelta(minutes=1),
+                                table="1m", scopes=("city", "district"), now=end)
+        conn.rollback()
+    live = live.sort_values(["scope_type", "scope_id", "bucket"])
+    assert len(stored) == len(live) >= 120
+    assert [(b, st, si, s) for b, st, si, _, s in stored] == list(zip(
+        live["bucket"], live["scope_type"], live["scope_id"], live["sensors"]))
+    assert [v for *_, v, _ in stored] == pytest.approx(list(live["value"]), nan_ok=True)
+
+
+def test_health_slice_keeps_the_distinct_pairs_in_memory():
+    assert materialise.health_slice("1m", 5000) == timedelta(minutes=materialise.HEALTH_PAIRS // 5000)
+    assert materialise.health_slice("1h", 5000) == timedelta(hours=materialise.HEALTH_PAIRS // 5000)
+    assert materialise.health_slice("1m", 10) == materialise.REBUILD_SLICE["1m"]  # small cities: unchanged
+    assert materialise.health_slice("1m", 10 ** 7) == timedelta(minutes=1)

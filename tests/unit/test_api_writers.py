@@ -70,3 +70,16 @@ def test_frame_csv_matches_the_row_writer_and_round_trips():
     assert [float(r[2]) if r[2] else None for r in fast_rows[1:]] == \
         [None if np.isnan(v) else float(v) for v in frame["value"]]
     assert "".join(writers.frame_csv_chunks(frame.iloc[:0], columns)) == "bucket,scope_id,value,sensors\n"
+
+
+def test_feature_collection_splices_serialised_geometry_and_plain_properties():
+    import orjson
+
+    geometry = {"type": "LineString", "coordinates": [[-56.1, -15.6], [-56.09, -15.61]]}
+    props = {"id": "r1", "name": "Avenida Ç", "value": float("nan"), "sensors": 2, "at": "2026-03-02T12:00:00Z"}
+    slow = json.loads(writers.feature_collection([(props, geometry)]))
+    fast = json.loads(writers.feature_collection(iter([(props, orjson.Fragment(orjson.dumps(geometry)))]),
+                                                 clean=False))
+    assert fast == slow
+    assert fast["features"][0]["properties"]["value"] is None
+    assert json.loads(writers.feature_collection([])) == {"type": "FeatureCollection", "features": []}

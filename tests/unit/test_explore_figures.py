@@ -112,3 +112,19 @@ def test_line_index_joins_parts_of_a_feature():
     index = line_index(geojson, "id")
     assert set(index) == {"r1", "r2"}
     assert index["r1"][0] == [0, 1, None, 2, 3] and index["r2"][1] == [5, 6]
+
+
+def test_road_difference_classes_are_centred_on_zero_and_red_is_worse():
+    roads = pd.DataFrame({"road_id": ["r1", "r2", "r3"], "name": ["A", "B", "C"], "value": [-4.0, 1.0, np.nan],
+                          "lon": [[-56.1, -56.09], [-56.08, -56.07], [-56.05, -56.04]],
+                          "lat": [[-15.6, -15.6], [-15.61, -15.61], [-15.63, -15.63]]})
+    m = fig.MapLayers(centre=(-56.1, -15.6), zoom=12, road_lines=roads, road_label="Speed · change",
+                      road_unit="km/h", road_better="higher", road_diff=True)
+    traces = [t for t in fig.map_figure(m)["data"] if t.get("legendgroup") == "roads"]
+    assert np.allclose(fig.road_bins(np.array([-4.0, 1.0, np.nan]), diff=True), [-4.0, -2.4, -0.8, 0.8, 2.4, 4.0])
+    assert [t["name"] for t in traces] == ["Speed · change -4.0–-2.4 km/h", "Speed · change +0.8–+2.4 km/h"]
+    # higher is better: a fall is red, a rise blue; the road without a value is not drawn
+    assert [t["line"]["color"] for t in traces] == [fig.DIVERGING[-1][1], "#92c5de"]
+    assert traces[0]["text"][0] == "A: -4.0 km/h" and traces[1]["text"][0] == "B: +1.0 km/h"
+    assert fig.road_colours("higher", False)[0] == fig.GOOD_TO_BAD[-1][1]  # plain values: lowest speed red
+    assert fig.road_colours("lower", True) == fig.ROAD_COLOURS[True]
