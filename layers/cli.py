@@ -95,6 +95,7 @@ def cmd_load(args) -> int:
     print(f"sensor_kinds: {result.sensor_kinds}")
     print(f"districts: {result.districts}")
     print(f"sensors: {result.sensors}")
+    print(f"timetable trips: {result.transit}")
     out = Path(args.out) if args.out else web.default_out_dir(pack)
     _build(pack, out)
     return 0

@@ -52,8 +52,14 @@ def route_mode(route_type: int) -> str | None:
     return None
 
 
-TRIP_COLUMNS = ["trip_id", "route_id", "service_id", "direction_id", "shape_id", "headsign"]
+TRIP_COLUMNS = ["trip_id", "route_id", "service_id", "direction_id", "shape_id", "headsign", "block_id"]
 STOP_TIME_COLUMNS = ["trip_id", "stop_id", "seq", "arrival_s", "departure_s"]
+SPAN_COLUMNS = ["trip_id", "route_id", "service_id", "block_id", "start_s", "end_s"]
+LAYOVER_S = 300  # inferred blocks: a vehicle takes a route's next trip at least 5 minutes after its last
+SERVICE_COLUMNS = ["service_id", "days", "start_date", "end_date"]
+SERVICE_DATE_COLUMNS = ["service_id", "date", "exception_type"]
+FREQUENCY_COLUMNS = ["trip_id", "start_s", "end_s", "headway_s", "exact_times"]
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(slots=True)
@@ -67,6 +73,13 @@ class Transit:
       trip and sequence, times in seconds after midnight of the service day (may pass 24 h;
       ``<NA>`` where the feed leaves them blank)
     * ``agencies``, ``calendar``, ``calendar_dates``: the feed's tables as text
+    * the timetable, checked (what :mod:`layers.store` writes for the KPI engine):
+      ``spans``: :data:`SPAN_COLUMNS`, one row per trip with timed stops, ``start_s`` its first
+      departure and ``end_s`` its last arrival (seconds after midnight of the service day);
+      ``services``: :data:`SERVICE_COLUMNS` from calendar.txt (``days``: seven ``0``/``1``
+      characters, Monday first; dates as :class:`datetime.date`); ``service_dates``:
+      :data:`SERVICE_DATE_COLUMNS` from calendar_dates.txt (1 added, 2 removed);
+      ``frequencies``: :data:`FREQUENCY_COLUMNS` from frequencies.txt
     """
 
     routes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ROUTE_COLUMNS))
@@ -77,6 +90,10 @@ class Transit:
     agencies: pd.DataFrame = field(default_factory=pd.DataFrame)
     calendar: pd.DataFrame = field(default_factory=pd.DataFrame)
     calendar_dates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    spans: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPAN_COLUMNS))
+    services: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SERVICE_COLUMNS))
+    service_dates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SERVICE_DATE_COLUMNS))
+    frequencies: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FREQUENCY_COLUMNS))
 
 
 def _empty_gdf(columns) -> gpd.GeoDataFrame:
@@ -119,7 +136,7 @@ def read_gtfs(root: Path, name: str, log: ProblemLog) -> tuple[Transit | None, L
         return None, report
     prefix = name.rstrip("/")
     tables: dict[str, pd.DataFrame] = {}
-    for file in REQUIRED + ("agency.txt", "shapes.txt", "calendar.txt", "calendar_dates.txt"):
+    for file in REQUIRED + ("agency.txt", "shapes.txt", "calendar.txt", "calendar_dates.txt", "frequencies.txt"):
         tables[file] = _table(feed, file, f"{prefix}/{file}", log)
     for file in REQUIRED:
         if tables[file] is None:
@@ -139,13 +156,19 @@ def read_gtfs(root: Path, name: str, log: ProblemLog) -> tuple[Transit | None, L
     routes["trips"] = routes["route_id"].map(trips["route_id"].value_counts()).fillna(0).astype(int)
     lines = reader.lines(routes, trips, stop_times, stops, shapes)
     stops_gdf = _stops_gdf(stops, stop_times, trips)
+    services = reader.services(tables["calendar.txt"])
+    service_dates = reader.service_dates(tables["calendar_dates.txt"])
+    spans = reader.spans(trips, stop_times, set(services["service_id"]) | set(service_dates["service_id"]),
+                         tables["calendar.txt"] is not None or tables["calendar_dates.txt"] is not None)
+    frequencies = reader.frequencies(tables["frequencies.txt"], spans)
     def table(name):
         return tables[name].reset_index(drop=True) if tables[name] is not None else pd.DataFrame()
 
     transit = Transit(routes=routes[ROUTE_COLUMNS].reset_index(drop=True), lines=lines, stops=stops_gdf,
                       trips=trips.reset_index(drop=True), stop_times=stop_times.reset_index(drop=True),
                       agencies=table("agency.txt"), calendar=table("calendar.txt"),
-                      calendar_dates=table("calendar_dates.txt"))
+                      calendar_dates=table("calendar_dates.txt"), spans=spans, services=services,
+                      service_dates=service_dates, frequencies=frequencies)
     report.features = len(lines)
     report.bbox = total_bounds(np.concatenate([lines.geometry.values, stops_gdf.geometry.values]))
     n_shapes = int((lines["source"] == "shapes").sum())
@@ -253,7 +276,8 @@ class _Reader:
         direction = pd.to_numeric(df.get("direction_id", blank), errors="coerce").astype("Int64")
         return pd.DataFrame({"trip_id": df["trip_id"], "route_id": df["route_id"],
                              "service_id": df.get("service_id", blank), "direction_id": direction,
-                             "shape_id": df.get("shape_id", blank), "headsign": df.get("trip_headsign", blank)})
+                             "shape_id": df.get("shape_id", blank), "headsign": df.get("trip_headsign", blank),
+                             "block_id": df.get("block_id", blank)})
 
     def stop_times(self, df: pd.DataFrame, trips: pd.DataFrame, stops: pd.DataFrame) -> pd.DataFrame:
         if not self._need(df, "stop_times.txt", "trip_id", "stop_id", "stop_sequence"):
@@ -278,6 +302,107 @@ class _Reader:
                             "arrival_s": _seconds(df.get("arrival_time")),
                             "departure_s": _seconds(df.get("departure_time"))})
         return out[ok].astype({"seq": int}).sort_values(["trip_id", "seq"], kind="stable")
+
+    def spans(self, trips: pd.DataFrame, stop_times: pd.DataFrame, service_ids: set, calendars: bool) -> pd.DataFrame:
+        """Each trip's first departure and last arrival (stop times sorted by trip and sequence)."""
+        dep = stop_times["departure_s"].fillna(stop_times["arrival_s"])
+        arr = stop_times["arrival_s"].fillna(stop_times["departure_s"])
+        timed = stop_times.assign(dep=dep, arr=arr)[dep.notna()]
+        by_trip = timed.groupby("trip_id", sort=False)
+        tail = by_trip.tail(1)  # the index is the 1-based data row
+        spans = pd.DataFrame({"start_s": by_trip["dep"].first(),
+                              "end_s": pd.Series(tail["arr"].to_numpy(), index=tail["trip_id"].to_numpy()),
+                              "row": pd.Series(tail.index.to_numpy(), index=tail["trip_id"].to_numpy())})
+        spans = trips[["trip_id", "route_id", "service_id", "block_id"]].merge(spans, left_on="trip_id",
+                                                                             right_index=True)
+        untimed = sorted(set(trips["trip_id"]) - set(spans["trip_id"]))
+        if untimed:
+            self.log.warning(f"{self.prefix}/stop_times.txt", None,
+                             f"{len(untimed)} trip(s) without stop times (e.g. '{untimed[0]}'): not scheduled")
+        backwards = spans["end_s"] < spans["start_s"]
+        self._rows("stop_times.txt", ((r, f"trip '{t}' ends at {_hms(e)}, before it starts at {_hms(b)}")
+                                      for r, t, b, e in spans[backwards][["row", "trip_id", "start_s", "end_s"]]
+                                      .itertuples(index=False)), "trip ends before it starts")
+        spans = spans[~backwards]
+        idle = ~spans["service_id"].isin(service_ids)
+        if calendars and idle.any():
+            first_idle = spans.loc[idle, "service_id"].iloc[0]
+            self.log.warning(f"{self.prefix}/trips.txt", None,
+                             f"{int(idle.sum())} trip(s) with a service_id in neither calendar.txt nor "
+                             f"calendar_dates.txt (e.g. '{first_idle}'): they never run")
+        spans = spans.astype({"start_s": int, "end_s": int}).reset_index(drop=True)
+        return spans.assign(block_id=infer_blocks(spans))[SPAN_COLUMNS]
+
+    def services(self, df: pd.DataFrame | None) -> pd.DataFrame:
+        """calendar.txt: weekdays and date range per service."""
+        empty = pd.DataFrame(columns=SERVICE_COLUMNS)
+        if df is None or df.empty or not self._need(df, "calendar.txt", "service_id", *WEEKDAYS,
+                                                    "start_date", "end_date"):
+            return empty
+        df = self._unique(df, "calendar.txt", "service_id")
+        bad_day = ~df[list(WEEKDAYS)].isin(["0", "1"]).all(axis=1)
+        self._rows("calendar.txt", ((r, "monday..sunday must each be 0 or 1") for r in df.index[bad_day]),
+                   "bad weekday flag")
+        start, end = self._dates(df, "calendar.txt", "start_date"), self._dates(df, "calendar.txt", "end_date")
+        reversed_ = start.notna() & end.notna() & (end < start)
+        self._rows("calendar.txt", ((r, f"end_date {df['end_date'][r]} is before start_date {df['start_date'][r]}")
+                                    for r in df.index[reversed_]), "end_date before start_date")
+        ok = ~bad_day & start.notna() & end.notna() & ~reversed_
+        return pd.DataFrame({"service_id": df["service_id"], "days": df[list(WEEKDAYS)].agg("".join, axis=1),
+                             "start_date": start.dt.date, "end_date": end.dt.date})[ok].reset_index(drop=True)
+
+    def service_dates(self, df: pd.DataFrame | None) -> pd.DataFrame:
+        """calendar_dates.txt: service added (1) or removed (2) on a date."""
+        empty = pd.DataFrame(columns=SERVICE_DATE_COLUMNS)
+        if df is None or df.empty or not self._need(df, "calendar_dates.txt", "service_id", "date",
+                                                    "exception_type"):
+            return empty
+        date = self._dates(df, "calendar_dates.txt", "date")
+        bad_type = ~df["exception_type"].isin(["1", "2"])
+        self._rows("calendar_dates.txt", ((r, f"exception_type {v!r} must be 1 (added) or 2 (removed)")
+                                          for r, v in df["exception_type"][bad_type].items()), "bad exception_type")
+        dup = df.duplicated(["service_id", "date"]) & date.notna()
+        self._rows("calendar_dates.txt", ((r, f"service '{df['service_id'][r]}' on {df['date'][r]} listed twice")
+                                          for r in df.index[dup]), "duplicate service date")
+        ok = date.notna() & ~bad_type & ~dup & (df["service_id"] != "")
+        return pd.DataFrame({"service_id": df["service_id"], "date": date.dt.date,
+                             "exception_type": pd.to_numeric(df["exception_type"], errors="coerce")}
+                            )[ok].astype({"exception_type": int}).reset_index(drop=True)
+
+    def frequencies(self, df: pd.DataFrame | None, spans: pd.DataFrame) -> pd.DataFrame:
+        """frequencies.txt: a trip repeated every ``headway_s`` from ``start_s`` until before ``end_s``."""
+        empty = pd.DataFrame(columns=FREQUENCY_COLUMNS)
+        if df is None or df.empty or not self._need(df, "frequencies.txt", "trip_id", "start_time", "end_time",
+                                                    "headway_secs"):
+            return empty
+        start, end = _seconds(df["start_time"]), _seconds(df["end_time"])
+        headway = pd.to_numeric(df["headway_secs"], errors="coerce")
+        problems = [
+            (~df["trip_id"].isin(spans["trip_id"]), lambda r: f"unknown or untimed trip_id '{df['trip_id'][r]}'",
+             "unknown trip_id"),
+            (start.isna() | end.isna(), lambda r: "start_time/end_time must be H:MM:SS", "bad time"),
+            (start.notna() & end.notna() & (end <= start), lambda r: "end_time must be after start_time",
+             "end_time not after start_time"),
+            (~(headway > 0) | (headway % 1 != 0), lambda r: f"headway_secs {df['headway_secs'][r]!r} must be a "
+                                                            f"whole number > 0", "bad headway_secs"),
+        ]
+        ok = pd.Series(True, index=df.index)
+        for mask, reason, summary in problems:
+            mask = mask.fillna(True).astype(bool)
+            self._rows("frequencies.txt", ((r, reason(r)) for r in df.index[mask & ok]), summary)
+            ok &= ~mask
+        exact = df.get("exact_times", pd.Series("", index=df.index)) == "1"
+        return pd.DataFrame({"trip_id": df["trip_id"], "start_s": start, "end_s": end, "headway_s": headway,
+                             "exact_times": exact})[ok].astype(
+            {"start_s": int, "end_s": int, "headway_s": int}).reset_index(drop=True)
+
+    def _dates(self, df: pd.DataFrame, file: str, column: str) -> pd.Series:
+        """``YYYYMMDD`` -> timestamps; bad dates are reported and NaT."""
+        dates = pd.to_datetime(df[column].where(df[column].str.fullmatch(r"\d{8}")), format="%Y%m%d",
+                               errors="coerce")
+        self._rows(file, ((r, f"{column} {df[column][r]!r} is not a date YYYYMMDD") for r in df.index[dates.isna()]),
+                   f"bad {column}")
+        return dates
 
     def shapes(self, df: pd.DataFrame | None) -> dict[str, shapely.LineString]:
         if df is None or df.empty:
@@ -355,6 +480,25 @@ def _seconds(times: pd.Series | None) -> pd.Series | None:
     parts = times.str.extract(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
     parts = parts.apply(pd.to_numeric, errors="coerce")
     return (parts[0] * 3600 + parts[1] * 60 + parts[2]).astype("Int64")
+
+
+def infer_blocks(spans: pd.DataFrame) -> list[str]:
+    """The feed's ``block_id`` per trip; where blank, the vehicle a timetable needs: per route and
+    service, trips by first departure, each taking the first vehicle free :data:`LAYOVER_S` before
+    it starts (how ``ingest/simulate/vehicles.py`` chains trips), named ``~route~service~n``."""
+    blocks = list(spans["block_id"])
+    open_ = spans[spans["block_id"] == ""].sort_values(["route_id", "service_id", "start_s"], kind="stable")
+    for (route, service), g in open_.groupby(["route_id", "service_id"], sort=False):
+        free_at: list[int] = []
+        for row, start, end in zip(g.index, g["start_s"], g["end_s"]):
+            n = next((n for n, free in enumerate(free_at) if free + LAYOVER_S <= start), len(free_at))
+            free_at[n:n + 1] = [end]
+            blocks[row] = f"~{route}~{service}~{n + 1}"
+    return blocks
+
+
+def _hms(seconds: int) -> str:
+    return f"{int(seconds) // 3600:02d}:{int(seconds) % 3600 // 60:02d}:{int(seconds) % 60:02d}"
 
 
 def _colours(df: pd.DataFrame, column: str) -> pd.Series:

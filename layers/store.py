@@ -12,11 +12,21 @@ twice changes nothing (and reports every row as unchanged).
   ``road``/``stop`` references and ``pack`` (the pack slug).
 
 Rows that are in the database but not in the pack are left alone (sensors may
-have readings); :class:`StoreResult` counts them.  Roads, transit and extra
-layers are not stored: they go to the web layer files (:mod:`layers.web`).
+have readings); :class:`StoreResult` counts them.
+
+The GTFS timetable (the KPI engine's planned vehicles, :mod:`dashboard.kpis.schedule`) is
+stored whole: ``transit_trips`` (each trip's route, service and span), ``transit_calendar``,
+``transit_calendar_dates`` and ``transit_frequencies``, with the feed's fingerprint in
+``transit_feed``.  When the fingerprint differs the four tables are replaced (trips no longer
+in the feed are deleted: a timetable has no history to keep); a pack without GTFS empties
+them.  A changed timetable also marks the materialised vehicle KPIs (``kpi_state``) as out of
+date, so the dashboard computes them live until the ingestor's KPI job has rebuilt them.
+Roads, transit lines and stops and extra layers are not stored: they go to the web layer
+files (:mod:`layers.web`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -35,9 +45,11 @@ class TableResult:
     updated: int = 0
     unchanged: int = 0
     not_in_pack: int = 0
+    deleted: int = 0
 
     def __str__(self) -> str:
         text = f"{self.inserted} inserted, {self.updated} updated, {self.unchanged} unchanged"
+        text += f", {self.deleted} deleted" if self.deleted else ""
         return text + (f", {self.not_in_pack} in the database but not in the pack" if self.not_in_pack else "")
 
 
@@ -46,6 +58,7 @@ class StoreResult:
     sensor_kinds: TableResult = field(default_factory=TableResult)
     districts: TableResult = field(default_factory=TableResult)
     sensors: TableResult = field(default_factory=TableResult)
+    transit: TableResult = field(default_factory=TableResult)  # trips of the GTFS timetable
 
 
 KINDS_SQL = """
@@ -86,7 +99,66 @@ def store_pack(conn, pack: CityPack) -> StoreResult:
             result.sensor_kinds = _upsert(cur, "sensor_kinds", "kind", KINDS_SQL, kind_rows(pack))
             result.districts = _upsert(cur, "districts", "id", DISTRICTS_SQL, district_rows(pack))
             result.sensors = _upsert(cur, "sensors", "external_id", SENSORS_SQL, sensor_rows(pack))
+            result.transit = _store_schedule(cur, pack)
     return result
+
+
+SCHEDULE_TABLES = {  # table: (columns, Transit frame, frame columns)
+    "transit_trips": ("trip_id, route_id, service_id, block_id, start_s, end_s", "spans",
+                      ["trip_id", "route_id", "service_id", "block_id", "start_s", "end_s"]),
+    "transit_calendar": ("service_id, days, start_date, end_date", "services",
+                         ["service_id", "days", "start_date", "end_date"]),
+    "transit_calendar_dates": ("service_id, date, exception_type", "service_dates",
+                               ["service_id", "date", "exception_type"]),
+    "transit_frequencies": ("trip_id, start_s, end_s, headway_s, exact_times", "frequencies",
+                            ["trip_id", "start_s", "end_s", "headway_s", "exact_times"]),
+}
+
+
+# Materialised vehicle KPIs (those with route rows) were computed with the old timetable: a definition
+# that matches no catalogue makes the KPI engine compute them live until the ingestor rebuilds them.
+INVALIDATE_VEHICLE_KPIS_SQL = """
+UPDATE kpi_state s SET definition = 'timetable changed', updated_at = now()
+ WHERE EXISTS (SELECT 1 FROM kpi_1h h WHERE h.kpi_id = s.kpi_id AND h.scope_type = 'route')
+    OR EXISTS (SELECT 1 FROM kpi_1m m WHERE m.kpi_id = s.kpi_id AND m.scope_type = 'route')
+"""
+
+
+def schedule_rows(pack: CityPack) -> dict[str, list[tuple]]:
+    """Rows of the four timetable tables (empty without GTFS); ``days`` as 7 booleans, Monday first."""
+    transit = pack.transit
+    out = {}
+    for table, (_, attr, columns) in SCHEDULE_TABLES.items():
+        frame = getattr(transit, attr, None) if transit is not None else None
+        rows = [] if frame is None or frame.empty else list(frame[columns].itertuples(index=False, name=None))
+        if table == "transit_calendar":
+            rows = [(sid, [c == "1" for c in days], a, b) for sid, days, a, b in rows]
+        out[table] = sorted(tuple(v.item() if hasattr(v, "item") else v for v in r) for r in rows)
+    return out
+
+
+def _store_schedule(cur, pack: CityPack) -> TableResult:
+    rows = schedule_rows(pack)
+    fingerprint = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+    found = cur.execute("SELECT fingerprint FROM transit_feed").fetchone()
+    keys = {r[0] for r in rows["transit_trips"]}
+    if (found[0] if found else None) == (fingerprint if keys else None):
+        return TableResult(unchanged=len(keys))
+    existing = {r[0] for r in cur.execute("SELECT trip_id FROM transit_trips").fetchall()}
+    cur.execute("DELETE FROM transit_feed")
+    for table in SCHEDULE_TABLES:  # deleting trips cascades to their frequencies
+        cur.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    for table, (columns, _, _) in SCHEDULE_TABLES.items():
+        if rows[table]:
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608
+                for row in rows[table]:
+                    copy.write_row(row)
+    if keys:
+        cur.execute("INSERT INTO transit_feed (pack, fingerprint, trips) VALUES (%s, %s, %s)",
+                    (pack.slug, fingerprint, len(keys)))
+    cur.execute(INVALIDATE_VEHICLE_KPIS_SQL)
+    return TableResult(inserted=len(keys - existing), updated=len(keys & existing),
+                       deleted=len(existing - keys))
 
 
 def _upsert(cur, table: str, key: str, sql: str, rows: list[tuple]) -> TableResult:

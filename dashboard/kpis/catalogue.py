@@ -106,6 +106,8 @@ class Kpi:
                "scopes": self.scopes, "tz": catalogue.timezone,
                "road": catalogue.road_attribute,
                "scheduled": catalogue.scheduled_vehicles if self.formula.source == "vehicles" else None}
+        if self.formula.source == "vehicles":  # planned vehicles from the GTFS timetable, in_service capped
+            doc["planned"] = 2
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -125,7 +127,8 @@ class Catalogue:
     timezone: str = "UTC"
     road_attribute: str = "road"
     files: tuple[str, ...] = ()
-    # vehicles scheduled per route: {"default": n, "routes": {route: n}} (no GTFS timetable is read)
+    # configured vehicles per route: {"default": n, "routes": {route: n}}; "routes" override the GTFS
+    # timetable, "default" is for routes without one (evaluate.planned_vehicles)
     scheduled_vehicles: dict = field(default_factory=lambda: {"default": 0, "routes": {}})
 
     def __iter__(self):

@@ -21,7 +21,10 @@ rollups, longer ones at 1 hour.  The current value covers the KPI's
 ``window`` ending now (minute-aligned; hour-aligned and from
 ``readings_1h`` for windows over 2 h); the AQI uses each pollutant's EPA
 averaging period.  Vehicle KPIs read ``vehicle_positions`` (there is no
-per-vehicle rollup) unless materialised values exist.
+per-vehicle rollup) unless materialised values exist.  Their expected count
+is the planned vehicles of the city pack's GTFS timetable per bucket and route
+(:mod:`dashboard.kpis.schedule`; :func:`planned_vehicles` for the precedence
+of the configured ``scheduled_vehicles``).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from psycopg import sql
 
 from dashboard.kpis import formulas
 from dashboard.kpis.catalogue import Catalogue, Kpi
+from dashboard.kpis.schedule import Schedule, in_progress, read_schedule
 from ingest.rollup import HOUR, MINUTE, Relations, floor_time, relations
 
 RAW_MAX = timedelta(hours=2)
@@ -66,9 +70,11 @@ class Registry:
     kpi_state: dict[str, tuple[str, datetime | None, datetime | None]] = field(default_factory=dict)
     selections: dict[str, pd.DataFrame] = field(default_factory=dict)  # cache, by KPI id
     expected: dict[tuple[str, str, str], dict[str, int]] = field(default_factory=dict)  # cache
+    schedule: Schedule | None = None  # the GTFS timetable (None: the pack has none)
 
 
 _SENSORS_CACHE: dict[tuple, tuple[str, pd.DataFrame, dict, dict]] = {}
+_SCHEDULE_CACHE: dict[tuple, Schedule | None] = {}
 
 
 def load_registry(conn: psycopg.Connection) -> Registry:
@@ -95,7 +101,11 @@ def load_registry(conn: psycopg.Connection) -> Registry:
     metric_ids = dict(conn.execute("SELECT name, id FROM metrics").fetchall())
     state = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
         "SELECT kpi_id, definition, m1_from, h1_from FROM kpi_state").fetchall()}
-    return Registry(sensors, metric_ids, relations(conn), state, selections, expected)
+    fingerprint = conn.execute("SELECT fingerprint FROM transit_feed").fetchone()
+    schedule = _SCHEDULE_CACHE.get(key)
+    if (schedule.fingerprint if schedule else None) != (fingerprint[0] if fingerprint else None):
+        schedule = _SCHEDULE_CACHE[key] = read_schedule(conn)
+    return Registry(sensors, metric_ids, relations(conn), state, selections, expected, schedule)
 
 
 def resolution_for(start: datetime, end: datetime) -> str:
@@ -347,15 +357,39 @@ def _readings_result(conn, catalogue, kpi, registry, table, start, end, width, l
     return out
 
 
-def scheduled_vehicles(catalogue: Catalogue, routes_seen) -> dict[str, int]:
-    """Scheduled vehicles per route and for the city ('' key): configured routes plus routes seen."""
+def planned_vehicles(catalogue: Catalogue, registry: Registry, buckets, width: timedelta,
+                     routes_seen) -> pd.DataFrame:
+    """Vehicles planned per bucket and route: ``bucket, route, planned`` (UTC bucket starts of ``width``).
+
+    Precedence per route: a route listed in the catalogue's ``scheduled_vehicles.routes`` has
+    that constant number; else a route of the pack's GTFS timetable has the vehicles its
+    timetable runs in the bucket (:func:`dashboard.kpis.schedule.in_progress`; 0 outside its
+    service); else (a route seen in ``vehicle_positions`` but not in the timetable, or a pack
+    without GTFS) ``scheduled_vehicles.default``.  Routes: the listed ones, the timetable's and
+    those seen.  The city's planned vehicles are the sum over routes.
+    """
     sched = catalogue.scheduled_vehicles
-    routes = set(sched["routes"]) | {str(r) for r in routes_seen if r is not None}
-    per_route = {r: int(sched["routes"].get(r, sched["default"])) for r in routes}
-    return {**per_route, "": sum(per_route.values())}
+    timetable = registry.schedule
+    fixed = {str(r): int(n) for r, n in sched["routes"].items()}
+    gtfs_routes = (timetable.routes if timetable else frozenset()) - set(fixed)
+    for r in routes_seen:
+        if r is not None and str(r) not in fixed and str(r) not in gtfs_routes:
+            fixed[str(r)] = int(sched["default"])
+    times = pd.DatetimeIndex(pd.to_datetime(pd.Series(list(buckets), dtype=object), utc=True)).as_unit("ns")
+    routes, counts = np.asarray(list(fixed), dtype=object), np.asarray(list(fixed.values()), dtype="int64")
+    parts = [pd.DataFrame({"bucket": times.repeat(len(fixed)), "route": np.tile(routes, len(times)),
+                           "planned": np.tile(counts, len(times))})]
+    if gtfs_routes:
+        found = in_progress(timetable, catalogue.timezone, times, width)
+        found = found[found["route_id"].isin(gtfs_routes)]
+        parts.append(pd.DataFrame({"bucket": found["bucket"].dt.as_unit("ns").array,
+                                   "route": found["route_id"].to_numpy(dtype=object),
+                                   "planned": found["trips"].to_numpy(dtype="int64")}))
+    plan = pd.concat(parts, ignore_index=True)
+    return plan[plan["planned"] > 0].reset_index(drop=True)
 
 
-def _vehicles_result(conn, catalogue, kpi, start, end, width, label, scopes, memo):
+def _vehicles_result(conn, catalogue, kpi, registry, start, end, width, label, scopes, memo):
     maxd = kpi.formula.params.get("max_delay_s", 180.0)
     key = ("vehicles", start, end, width, label, maxd)
     raw = memo.get(key) if memo is not None else None
@@ -363,18 +397,41 @@ def _vehicles_result(conn, catalogue, kpi, start, end, width, label, scopes, mem
         raw = _fetch_vehicles(conn, start, end, width, label, maxd)
         if memo is not None:
             memo[key] = raw
-    sched = scheduled_vehicles(catalogue, raw["route"].unique())
+    grid = [start] if width is None else list(pd.date_range(start, end - width, freq=width))
+    plan = planned_vehicles(catalogue, registry, grid, width or (end - start), raw["route"].unique())
+    if width is None:  # one bucket over the whole window, labelled like the vehicles'
+        plan["bucket"] = pd.Timestamp(label).tz_convert("UTC").as_unit("ns")
+    city_plan = plan.groupby("bucket", as_index=False)["planned"].sum().assign(route="")
+    by_route = raw[raw["route"].notna()]
     out = []
     for scope_type in scopes:
         if scope_type == "city":  # a vehicle that changed route within a bucket counts once
             frame = raw.drop(columns="route").groupby(["bucket", "vehicle"], as_index=False).sum()
             frame["scope_id"] = ""
         else:
-            frame = raw[raw["route"].notna()].rename(columns={"route": "scope_id"})
-        res = formulas.reduce_vehicles(kpi.formula, frame, sched)
-        expected = {k: v for k, v in sched.items() if (k == "") == (scope_type == "city")}
-        out.append(_finish(res, scope_type, expected))
+            frame = by_route.rename(columns={"route": "scope_id"})
+        scope_plan = city_plan if scope_type == "city" else plan
+        if kpi.formula.aggregation == "in_service":
+            counts = by_route.groupby(["bucket", "route"], as_index=False).size().rename(columns={"size": "vehicles"})
+            res = formulas.in_service(counts, plan, city=scope_type == "city")
+            if scope_type == "city":  # capped per route; sensors: vehicles, counted once
+                seen = frame.groupby("bucket", as_index=False)["vehicle"].nunique()
+                res["sensors"] = _lookup(res, pd.DataFrame({"bucket": seen["bucket"], "route": "",
+                                                            "planned": seen["vehicle"]}))
+        else:
+            res = formulas.reduce_vehicles(kpi.formula, frame)
+        out.append(_finish(res, scope_type, _lookup(res, scope_plan)))
     return out
+
+
+def _lookup(res: pd.DataFrame, plan: pd.DataFrame) -> np.ndarray:
+    """``plan.planned`` for each (bucket, scope) row of ``res`` (0 where none is planned)."""
+    keys = dict(zip(zip(pd.DatetimeIndex(plan["bucket"]).as_unit("ns").asi8.tolist(), plan["route"]),
+                    plan["planned"]))
+    if not len(res):
+        return np.zeros(0, dtype="int64")
+    buckets = pd.DatetimeIndex(pd.to_datetime(res["bucket"], utc=True)).as_unit("ns").asi8.tolist()
+    return np.fromiter((keys.get(k, 0) for k in zip(buckets, res["scope_id"])), dtype="int64", count=len(res))
 
 
 def _fetch_vehicles(conn, start, end, width, label, maxd) -> pd.DataFrame:
@@ -488,11 +545,12 @@ def _fill(res: pd.DataFrame, grid, scope_ids) -> pd.DataFrame:
                          "sensors": np.fromiter((n for _, n in found), dtype="int64", count=len(found))})
 
 
-def _finish(res: pd.DataFrame, scope_type: str, expected: dict[str, int]) -> pd.DataFrame:
-    """Add scope type, expected count and confidence."""
+def _finish(res: pd.DataFrame, scope_type: str, expected: dict[str, int] | np.ndarray) -> pd.DataFrame:
+    """Add scope type, expected count (per scope id, or one per row) and confidence."""
     n = len(res)
     scope_ids = res["scope_id"].to_numpy(dtype=object)
-    exp = np.fromiter((expected.get(s, 0) for s in scope_ids), dtype="int64", count=n)
+    exp = expected if isinstance(expected, np.ndarray) else \
+        np.fromiter((expected.get(s, 0) for s in scope_ids), dtype="int64", count=n)
     sensors = res["sensors"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         conf = np.where(exp > 0, np.minimum(sensors / np.maximum(exp, 1), 1.0), np.nan)
@@ -528,7 +586,7 @@ def compute(conn: psycopg.Connection, catalogue: Catalogue, kpi: Kpi | str, *, s
     if source == "readings":
         parts = _readings_result(conn, catalogue, kpi, registry, table, start, end, width, label, scopes, now, memo)
     elif source == "vehicles":
-        parts = _vehicles_result(conn, catalogue, kpi, start, end, width, label, scopes, memo)
+        parts = _vehicles_result(conn, catalogue, kpi, registry, start, end, width, label, scopes, memo)
     else:
         parts = _health_result(conn, catalogue, kpi, registry, table, start, end, width, label, scopes, now, memo)
     parts = [p for p in parts if len(p)]
@@ -575,16 +633,20 @@ def current(conn: psycopg.Connection, catalogue: Catalogue, kpi: Kpi | str, *, s
                                   int(sensors), int(expected), None if not np.isfinite(conf) else float(conf),
                                   now, table)
     if ("city", "") not in out:
-        expected = expected_total(catalogue, kpi, registry)
+        expected = expected_total(catalogue, kpi, registry, start, end)
         out[("city", "")] = KpiValue(kpi.id, "city", "", None, 0, expected, 0.0 if expected else None,
                                      now, table)
     return out
 
 
-def expected_total(catalogue: Catalogue, kpi: Kpi, registry: Registry) -> int:
-    """Sensors (or vehicles scheduled on configured routes) the KPI expects city-wide."""
+def expected_total(catalogue: Catalogue, kpi: Kpi, registry: Registry, start: datetime | None = None,
+                   end: datetime | None = None) -> int:
+    """Sensors (or vehicles planned in ``[start, end)``, see :func:`planned_vehicles`) the KPI expects city-wide."""
     if kpi.formula.source == "vehicles":
-        return scheduled_vehicles(catalogue, [])[""]
+        end = end or datetime.now(timezone.utc)
+        start = start or end - kpi.window
+        plan = planned_vehicles(catalogue, registry, [start], end - start, [])
+        return int(plan["planned"].sum())
     return len(selection(catalogue, kpi, registry))
 
 

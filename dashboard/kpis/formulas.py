@@ -281,13 +281,41 @@ def reduce_vehicles(formula, frame: pd.DataFrame, scheduled: dict[str, int] | No
         n_occ = frame["n_occ"].to_numpy(dtype=float)
         return _reduce(frame, n_occ > 0, frame["occ_sum"].to_numpy(dtype=float), n_occ)
     if agg == "in_service":
+        counts = _reduce(frame, np.ones(len(frame), bool), np.ones(len(frame)), mode="sum").rename(
+            columns={"scope_id": "route", "value": "vehicles"})
         sched = scheduled or {}
-        out = _reduce(frame, np.ones(len(frame), bool), np.ones(len(frame)), mode="sum")
-        planned = out["scope_id"].map(lambda s: sched.get(s, 0)).to_numpy(dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["value"] = np.where(planned > 0, 100.0 * out["value"].to_numpy() / planned, np.nan)
-        return out
+        planned = counts[["bucket", "route"]].assign(planned=counts["route"].map(lambda s: sched.get(s, 0)))
+        return in_service(counts, planned)
     raise ValueError(f"unknown vehicles aggregation {agg}")
+
+
+def in_service(counts: pd.DataFrame, planned: pd.DataFrame, city: bool = False) -> pd.DataFrame:
+    """Vehicles in service against planned vehicles, each route capped at its plan.
+
+    ``counts``: ``bucket, route, vehicles`` (vehicles that reported); ``planned``: ``bucket,
+    route, planned``.  Per route: ``100 · min(vehicles, planned) / planned``; with ``city``:
+    ``100 · Σ_r min(vehicles_r, planned_r) / Σ_r planned_r`` per bucket (a late vehicle still
+    out after its last planned trip, or an extra one, does not make up for a missing vehicle on
+    another route).  ``sensors`` = vehicles.  Every (bucket, route) with vehicles or a plan
+    gets a row: 0 % where vehicles were planned and none reported, NaN where none were planned.
+    """
+    keys = ["bucket", "route"]
+    counts = counts[keys + ["vehicles"]].assign(bucket=_ns(counts["bucket"]))
+    planned = planned[keys + ["planned"]].assign(bucket=_ns(planned["bucket"]))
+    m = counts.merge(planned, on=keys, how="outer").fillna({"vehicles": 0, "planned": 0})
+    m = m[(m["vehicles"] > 0) | (m["planned"] > 0)]
+    m = m.assign(served=np.minimum(m["vehicles"], m["planned"]))
+    if city:
+        m = m.groupby("bucket", as_index=False)[["vehicles", "planned", "served"]].sum().assign(route="")
+    plan = m["planned"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(plan > 0, 100.0 * m["served"].to_numpy(dtype=float) / plan, np.nan)
+    return pd.DataFrame({"bucket": m["bucket"].array, "scope_id": m["route"].to_numpy(dtype=object),
+                         "value": value, "sensors": m["vehicles"].to_numpy(dtype="int64")}).reset_index(drop=True)
+
+
+def _ns(times) -> pd.Series:
+    return pd.Series(pd.to_datetime(times, utc=True)).dt.as_unit("ns")
 
 
 def reduce_health(formula, frame: pd.DataFrame, expected: dict[str, int] | None = None) -> pd.DataFrame:
