@@ -28,6 +28,7 @@ from dash._utils import to_json
 
 from dashboard import i18n
 from dashboard.public import layout, queries
+from dashboard.public.figures import fit_view
 from dashboard.public.responses import VIEW_OUTPUTS, Composer
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,8 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
     def map_options() -> dict:
         from dashboard.layer_files import layer_url
 
-        c = city()
-        return {"geojson": layer_url("districts"), "centre": tuple(c.centre), "zoom": c.zoom,
+        centre, zoom = fit_view(city().bbox)  # the whole city in the public map's panel
+        return {"geojson": layer_url("districts"), "centre": centre, "zoom": zoom,
                 "tile_url": getattr(settings, "map_tile_url", "") or ""}
 
     composer = Composer(catalogue, map_options, tz=lambda: city().timezone, city_name=lambda: city().name)

@@ -9,6 +9,7 @@ no tiles).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -24,7 +25,14 @@ INK = "#1a1a1a"
 GRID = "#d0d5da"
 LINE = "#0b5394"
 SUPPRESSED = "#9aa3ab"
+# Sequential scales spelt out (ColorBrewer Blues / OrRd): the figure is sent unvalidated, and
+# Plotly.js knows no "Oranges"; neither starts grey, so no value looks like a suppressed district.
+BETTER_HIGH = [[0.0, "#deebf7"], [0.5, "#6baed6"], [1.0, "#08306b"]]
+BETTER_LOW = [[0.0, "#fee8c8"], [0.5, "#fc8d59"], [1.0, "#990000"]]
 DIGITS = 1
+MAP_HEIGHT = 420
+MAP_WIDTH = 460  # narrowest the map is drawn beside the trend (two columns); narrower screens crop
+TILE = 512  # MapLibre's tile size: the world is TILE * 2**zoom pixels wide
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ def map_figure(snap: Snapshot, kpi_id: str, kpi: Kpi | None, locale: str, geojso
     lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
-    scale = "Blues" if kpi is None or kpi.better == "higher" else "Oranges"
+    scale = BETTER_HIGH if kpi is None or kpi.better == "higher" else BETTER_LOW
     data = []
     if values:
         data.append(_choropleth(geojson, values, hover, zmin=lo, zmax=hi, colorscale=scale, opacity=0.85,
@@ -115,8 +123,25 @@ def map_figure(snap: Snapshot, kpi_id: str, kpi: Kpi | None, locale: str, geojso
                                 colorscale=[[0, SUPPRESSED], [1, SUPPRESSED]]))
     layout = map_layout(centre, zoom, base_layers({"districts": geojson}, land="#f4f6f8", edge="#5c6670"),
                         tile_url=tile_url, bgcolor="#ffffff", uirevision="public-map")
-    layout.update(separators=SEPARATORS.get(locale, ".,"), height=420, font={"color": INK})
+    layout.update(separators=SEPARATORS.get(locale, ".,"), height=MAP_HEIGHT, font={"color": INK})
     return {"data": data, "layout": layout}
+
+
+def _mercator_y(lat: float) -> float:
+    return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+
+def fit_view(bbox, width_px: float = MAP_WIDTH, height_px: float = MAP_HEIGHT) -> tuple[tuple[float, float], float]:
+    """(centre lon/lat, zoom) at which the city's ``bbox`` (west, south, east, north) fills a map of
+    ``width_px`` x ``height_px`` (Web Mercator, MapLibre's 512-pixel tiles) - the whole city at once,
+    whatever ``zoom`` city.yaml sets for the operators' wider maps."""
+    west, south, east, north = (float(v) for v in bbox)
+    top, bottom = _mercator_y(north), _mercator_y(south)
+    lon_share = max(east - west, 1e-9) / 360.0
+    lat_share = max(top - bottom, 1e-12) / (2 * math.pi)
+    zoom = min(math.log2(width_px / (TILE * lon_share)), math.log2(height_px / (TILE * lat_share)))
+    centre_lat = math.degrees(2 * math.atan(math.exp((top + bottom) / 2)) - math.pi / 2)
+    return ((west + east) / 2, centre_lat), math.floor(zoom * 100) / 100
 
 
 def trend_points(snap: Snapshot, kpi_id: str, area: str) -> list[Point]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what citydash needs on Debian/Ubuntu; idempotent, seconds when all is there.
 #   - Debian packages: PostgreSQL server + server-dev, cmake, mosquitto, redis-server
-#     (the optional shared cache; the tests run one), chromium + driver
+#     (the optional shared cache; the tests run one), chromium + driver and a Japanese font
+#     (fonts-ipafont-gothic) so pages in ja render in the browser tests and screenshots
 #   - TimescaleDB for the installed PostgreSQL: the distribution's package when it has one,
 #     otherwise built (Apache edition) from Debian 13's `timescaledb` source package
 #   - the virtualenv .venv from requirements.txt
@@ -43,7 +44,7 @@ PG=$(pg_version)
 [ -n "$PG" ] || { say "no PostgreSQL server found after installing postgresql"; exit 1; }
 
 apt_install "postgresql-$PG" "postgresql-server-dev-$PG" cmake gcc make mosquitto redis-server \
-  chromium chromium-driver xz-utils ca-certificates python3-venv util-linux
+  chromium chromium-driver fonts-ipafont-gothic xz-utils ca-certificates python3-venv util-linux
 
 # Mosquitto and Redis are run by citydash as user processes; the distribution's services are not needed.
 for service in mosquitto redis-server; do
