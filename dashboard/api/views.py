@@ -217,6 +217,40 @@ def export_links(state: q.ViewState, window: q.Window, at: datetime, locale: str
             f"/api/v1/layers/districts?{urlencode(geo_q)}")
 
 
+SENSOR_LEVEL_LAYERS = ("sensors", "vehicles")  # planner and above, as in the read API
+
+
+def layer_exports(state: q.ViewState, window: q.Window, at: datetime, sensor_level: bool) -> list[tuple[str, str, str]]:
+    """(layer, GeoJSON link, CSV link) of the frame for every other data layer on the map (roads by
+    their KPI, sensors by kind and health, vehicles); sensor-level layers only for ``sensor_level``."""
+    out = []
+    for layer in ("roads", "sensors", "vehicles"):
+        if layer not in state.layers or (layer in SENSOR_LEVEL_LAYERS and not sensor_level):
+            continue
+        query = {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resolution": window.resolution}
+        if layer == "roads":
+            query["kpi"] = state.road
+        if layer == "sensors" and state.kinds:
+            query["kinds"] = ",".join(state.kinds)
+        out.append((layer, f"/api/v1/layers/{layer}?{urlencode({**query, 'format': 'geojson'})}",
+                    f"/api/v1/layers/{layer}?{urlencode({**query, 'format': 'csv'})}"))
+    return out
+
+
+def layer_export_list(state: q.ViewState, window: q.Window, at: datetime, locale: str) -> list:
+    """The export links of :func:`layer_exports` as list items for the page."""
+    t = translator(locale)
+    items = []
+    for layer, geojson, csv_href in layer_exports(state, window, at, context.role_allows("planner")):
+        name = t(f"explore.layer.{layer}")
+        items.append(html.Li([
+            html.A(t("explore.export.layer_geojson", layer=name), id=f"explore-export-{layer}-geojson",
+                   href=geojson, download="", className="explore-button"),
+            html.A(t("explore.export.layer_csv", layer=name), id=f"explore-export-{layer}-csv",
+                   href=csv_href, download="", className="explore-button")]))
+    return items
+
+
 # -- the series chart ------------------------------------------------------------------------------------
 
 def series_data(kpi: str, scope: str, scope_id: str | None, window: q.Window) -> pd.DataFrame:

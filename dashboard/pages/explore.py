@@ -18,8 +18,8 @@ from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from dashboard import i18n
 from dashboard.api import context
-from dashboard.api.views import (build_map, city_tz, controls_for, export_links, panel, problem_list,
-                                 replay_index, selection_from_click, selection_text, series_figure_for,
+from dashboard.api.views import (build_map, city_tz, controls_for, export_links, layer_export_list, panel,
+                                 problem_list, replay_index, selection_from_click, selection_text, series_figure_for,
                                  state_from_controls, translator, utc_now, view_state, window_data, window_from)
 from dashboard.queries import explore as q
 from dashboard.state import runtime
@@ -105,6 +105,7 @@ def layout(lang: str | None = None, **query):
                            className="explore-button"),
                     html.A(t("explore.export.geojson"), id="explore-export-geojson", href="", download="",
                            className="explore-button"),
+                    html.Ul(id="explore-export-layers", className="explore-exports"),
                 ]),
             ]),
             html.Section(className="explore-main", children=[
@@ -221,6 +222,7 @@ def play(_n, disabled, locale):
 
 @callback(Output("explore-map", "figure"), Output("explore-frame", "children"),
           Output("explore-export-csv", "href"), Output("explore-export-geojson", "href"),
+          Output("explore-export-layers", "children"),
           Input("explore-layers", "value"), Input("explore-kpi", "value"), Input("explore-road", "value"),
           Input("explore-kinds", "value"), Input("explore-slider", "value"), Input("explore-window", "data"),
           Input("explore-compare", "value"), Input("explore-compare-from", "value"),
@@ -235,7 +237,7 @@ def render_map(layers, kpi, road, kinds, index, wdata, compare, cfrom, locale):
                    resolution=i18n.t(f"explore.resolution.{window.resolution}", locale),
                    index=i18n.number(index + 1, locale, 0), frames=i18n.number(window.frames, locale, 0))
     csv_href, geojson_href = export_links(state, window, at, locale)
-    return figure, frame, csv_href, geojson_href
+    return figure, frame, csv_href, geojson_href, layer_export_list(state, window, at, locale)
 
 
 @callback(Output("explore-series", "figure"),

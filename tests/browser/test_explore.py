@@ -227,7 +227,7 @@ def test_export_csv_equals_the_database(dash_duo, city, mqtt_broker, web_layers_
         dash_duo.server(app)  # "/" asks for a sign-in: do not wait for the Dash entry point there
         dash_duo._url = dash_duo.server.url
         login(dash_duo, "planner-export", PASSWORD, next_path="/explore")
-        dash_duo.driver.get(f"{dash_duo.server_url}/explore?range=6h&sel=sensor:{city.sensor}")
+        dash_duo.driver.get(f"{dash_duo.server_url}/explore?range=6h&layers=districts,roads&sel=sensor:{city.sensor}")
         dash_duo.wait_for_element("#explore-export-readings", timeout=20)
         WebDriverWait(dash_duo.driver, 20).until(
             lambda _: "/api/v1/" in (dash_duo.find_element("#explore-export-csv").get_attribute("href") or ""))
@@ -261,6 +261,13 @@ def test_export_csv_equals_the_database(dash_duo, city, mqtt_broker, web_layers_
                 for r in rows] == [tuple(t) for t in truth]
         geo = session.get(dash_duo.find_element("#explore-export-geojson").get_attribute("href"), timeout=30).json()
         assert geo["type"] == "FeatureCollection" and len(geo["features"]) == 20
+        # the roads on the map, as GeoJSON and CSV of the same frame
+        roads = session.get(dash_duo.find_element("#explore-export-roads-geojson").get_attribute("href"),
+                            timeout=30).json()
+        table = list(csv.DictReader(io.StringIO(session.get(
+            dash_duo.find_element("#explore-export-roads-csv").get_attribute("href"), timeout=30).text)))
+        assert len(roads["features"]) == len(table) > 0
+        assert {f["properties"]["id"] for f in roads["features"]} == {r["id"] for r in table}
         assert dash_duo.get_logs() == []
     finally:
         close_all()

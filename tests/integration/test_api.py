@@ -449,3 +449,30 @@ def test_health_slice_keeps_the_distinct_pairs_in_memory():
     assert materialise.health_slice("1h", 5000) == timedelta(hours=materialise.HEALTH_PAIRS // 5000)
     assert materialise.health_slice("1m", 10) == materialise.REBUILD_SLICE["1m"]  # small cities: unchanged
     assert materialise.health_slice("1m", 10 ** 7) == timedelta(minutes=1)
+
+
+def test_every_data_layer_on_the_map_can_be_exported(api, city):
+    """The page offers GeoJSON and CSV of each data layer it draws; the links answer through the
+    read API, sensor-level layers only for planners (the page does not offer them to viewers)."""
+    from dashboard.api import views
+    from dashboard.queries import explore as q
+
+    state = q.resolved(q.ViewState(layers=("districts", "roads", "sensors", "vehicles")), load_catalogue(DEMO_CITY))
+    window = q.window_for(q.ViewState(range="1h"), city.now)
+    at = window.frame_time(window.frames - 1)  # the newest frame: the buses reported 2 minutes ago
+    assert [layer for layer, *_ in views.layer_exports(state, window, at, sensor_level=False)] == ["roads"]
+    exports = views.layer_exports(state, window, at, sensor_level=True)
+    assert [layer for layer, *_ in exports] == ["roads", "sensors", "vehicles"]
+    client = api.test_client()
+    login_client(client, "pat")
+    for layer, geojson, csv_href in exports:
+        geo = client.get(geojson)
+        assert geo.status_code == 200, (layer, geo.get_data(as_text=True)[:200])
+        features = geo.get_json()["features"]
+        table = parse_csv(client.get(csv_href).get_data(as_text=True))
+        assert len(table) == len(features) > 0, layer  # the CSV holds the same features' properties
+    roads_geo = client.get(exports[0][1]).get_json()["features"]
+    assert {f["properties"]["kpi"] for f in roads_geo} == {state.road}
+    viewer = api.test_client()
+    login_client(viewer, "vic")
+    assert viewer.get(exports[1][1]).status_code == 403  # the API refuses what the page hides
