@@ -256,6 +256,23 @@ def layer(layer: str):
 PLAIN_LAYERS = ("roads", "sensors")  # their properties are built as plain JSON values (no cell() per value)
 
 
+def _then_window(window: q.Window) -> q.Window | None:
+    """The comparison frame of ``?then=`` (same resolution), or None."""
+    if not flask.request.args.get("then"):
+        return None
+    return _frame_window(_time("then"), window.resolution)
+
+
+def _kpi_frame(cat, kpi: str, scope: str, window: q.Window):
+    """A KPI per scope id at the frame; with ``?then=`` also ``then`` and ``delta`` (now minus then)."""
+    then = _then_window(window)
+    with context.connection() as conn:
+        values = q.scope_values(conn, cat, kpi, scope, window.start, window)
+        if then is not None:
+            values = q.difference(values, q.scope_values(conn, cat, kpi, scope, then.start, then))
+    return values
+
+
 def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, dict | None]]:
     """(properties, geometry) of each feature; roads and sensors as a generator (see feature_collection)."""
     from dashboard.layer_files import layer_geojson
@@ -264,28 +281,36 @@ def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, di
         kpi = flask.request.args.get("kpi") or next((k.id for k in q.district_kpis(cat)), "")
         if kpi not in cat.kpis or "district" not in cat[kpi].scopes:
             raise ApiError(400, "api.error.kpi", value=kpi)
-        with context.connection() as conn:
-            values = q.scope_values(conn, cat, kpi, "district", window.start, window).set_index("scope_id")
+        values = _kpi_frame(cat, kpi, "district", window).set_index("scope_id")
+        then = _then_window(window)
         out = []
         for f in layer_geojson("districts", flask.request.args.get("band", "city"))["features"]:
             props = dict(f.get("properties") or {})
             row = values.loc[props.get("id")] if props.get("id") in values.index else None
             props.update({"kpi": kpi, "at": window.start, "value": None if row is None else row["value"],
                           "confidence": None if row is None else row["confidence"]})
+            if then is not None:
+                props.update({"then": then.start, "then_value": None if row is None else row["then"],
+                              "difference": None if row is None else row["delta"]})
             out.append((props, f.get("geometry")))
         return out
     if name == "roads":
         kpi = flask.request.args.get("kpi") or next((k.id for k in q.road_kpis(cat)), "")
         if kpi not in cat.kpis or "road" not in cat[kpi].scopes:
             raise ApiError(400, "api.error.kpi", value=kpi)
-        with context.connection() as conn:
-            values = q.scope_values(conn, cat, kpi, "road", window.start, window)
-        index, at = context.road_index(), cell(window.start)
-        columns = (values["scope_id"].tolist(), values["value"].to_numpy(dtype=float).tolist(),
-                   values["confidence"].to_numpy(dtype=float).tolist())
-        return (({"id": rid, "name": found[2]["name"], "class": found[2]["class"], "kpi": kpi, "at": at,
-                  "value": value, "confidence": conf}, found[3])  # geometry serialised once per layer build
-                for rid, value, conf in zip(*columns) if (found := index.get(str(rid))) is not None)
+        values = _kpi_frame(cat, kpi, "road", window)
+        index, at, then = context.road_index(), cell(window.start), _then_window(window)
+        number = lambda column: values[column].to_numpy(dtype=float).tolist()  # noqa: E731
+        columns = [values["scope_id"].tolist(), number("value"), number("confidence")]
+        extra = {}
+        if then is not None:  # the difference map's figures: now, then and now minus then
+            columns += [number("then"), number("delta")]
+            extra = {"then": cell(then.start)}
+        return (({"id": row[0], "name": found[2]["name"], "class": found[2]["class"], "kpi": kpi, "at": at,
+                  "value": row[1], "confidence": row[2], **extra,
+                  **({"then_value": row[3], "difference": row[4]} if extra else {})},
+                 found[3])  # geometry serialised once per layer build
+                for row in zip(*columns) if (found := index.get(str(row[0]))) is not None)
     if name == "sensors":
         kinds = tuple(k for k in flask.request.args.get("kinds", "").split(",") if k)
         with context.connection() as conn:

@@ -208,13 +208,21 @@ def view_state(layers, kpi, road, kinds, compare, cfrom, window: q.Window) -> q.
 
 
 def export_links(state: q.ViewState, window: q.Window, at: datetime, locale: str) -> tuple[str, str]:
-    """CSV of the district layer over the window (what the replay shows); GeoJSON of the frame's map."""
+    """CSV of the district layer over the window (what the replay shows); GeoJSON of the frame's map
+    (with a comparison: the values then and the difference, as the map shows it)."""
     stamp = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     csv_q = {"scope": "district", "from": stamp(window.start), "to": stamp(window.end),
              "resolution": window.resolution, "format": "csv", "lang": locale}
-    geo_q = {"kpi": state.kpi, "at": stamp(at), "resolution": window.resolution, "format": "geojson"}
+    geo_q = {"kpi": state.kpi, "at": stamp(at), "resolution": window.resolution, "format": "geojson",
+             **_then(state, window, at)}
     return (f"/api/v1/kpis/{state.kpi}/series?{urlencode(csv_q)}",
             f"/api/v1/layers/districts?{urlencode(geo_q)}")
+
+
+def _then(state: q.ViewState, window: q.Window, at: datetime) -> dict:
+    """``then=`` of the comparison frame when a comparison is on (the map shows the difference)."""
+    offset = q.compare_offset(state, window)
+    return {} if offset is None else {"then": (at - offset).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 SENSOR_LEVEL_LAYERS = ("sensors", "vehicles")  # planner and above, as in the read API
@@ -229,7 +237,7 @@ def layer_exports(state: q.ViewState, window: q.Window, at: datetime, sensor_lev
             continue
         query = {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "resolution": window.resolution}
         if layer == "roads":
-            query["kpi"] = state.road
+            query.update({"kpi": state.road, **_then(state, window, at)})
         if layer == "sensors" and state.kinds:
             query["kinds"] = ",".join(state.kinds)
         out.append((layer, f"/api/v1/layers/{layer}?{urlencode({**query, 'format': 'geojson'})}",

@@ -476,3 +476,37 @@ def test_every_data_layer_on_the_map_can_be_exported(api, city):
     viewer = api.test_client()
     login_client(viewer, "vic")
     assert viewer.get(exports[1][1]).status_code == 403  # the API refuses what the page hides
+
+
+def test_layers_with_then_carry_the_difference_the_map_shows(api, city):
+    """``then=``: the districts and roads the difference map draws, now, then and now minus then."""
+    from dashboard.api import views
+    from dashboard.queries import explore as q
+
+    cat = load_catalogue(DEMO_CITY)
+    window = q.window_for(q.ViewState(range="1h"), city.now)
+    at = window.frame_time(window.frames - 1)
+    then = window.frame_time(window.frames - 31)
+    state = q.resolved(q.ViewState(layers=("districts", "roads"), range="1h", compare="custom",
+                                   compare_start=window.start - (at - then)), cat)
+    geojson_href = views.export_links(state, window, at, "en")[1]
+    assert f"then={iso(then)}" in geojson_href.replace("%3A", ":")
+    client = api.test_client()
+    login_client(client, "vic")
+    districts = client.get(geojson_href).get_json()["features"]
+    with api.test_request_context("/"), reader(city.db_url) as conn:
+        frame = lambda t: q.Window(t, t + rollup.MINUTE, "1m", rollup.MINUTE)  # noqa: E731
+        now_values = q.scope_values(conn, cat, state.kpi, "district", at, frame(at))
+        then_values = q.scope_values(conn, cat, state.kpi, "district", then, frame(then))
+    expected = q.difference(now_values, then_values).set_index("scope_id")
+    compared = [f["properties"] for f in districts if f["properties"]["difference"] is not None]
+    assert len(compared) >= 3
+    for props in compared:
+        row = expected.loc[props["id"]]
+        assert props["then"] == iso(then) and props["value"] == pytest.approx(row["value"])
+        assert props["difference"] == pytest.approx(props["value"] - props["then_value"])
+        assert props["difference"] == pytest.approx(row["delta"])
+    roads_href = next(g for layer, g, _ in views.layer_exports(state, window, at, False) if layer == "roads")
+    roads = [f["properties"] for f in client.get(roads_href).get_json()["features"]]
+    assert roads and all("difference" in r for r in roads)
+    assert any(r["difference"] is not None for r in roads)
