@@ -245,19 +245,25 @@ def test_database_down_gives_a_translated_message(settings):
 
     down = settings.model_copy(update={"database_url": f"postgresql://citydash@127.0.0.1:{free_port()}/citydash"})
     app = create_app(down)
-    client = app.server.test_client()
-    page = _page(client, "?lang=pt-BR")
-    assert page.status_code == 200
-    text = json.dumps(page.get_json(), ensure_ascii=False)
-    assert "Os valores não estão disponíveis agora" in text and "Traceback" not in text
-    view = _view(client, "congestion_index", "city", "ja")
-    assert view.status_code == 200
-    assert view.get_json()["response"]["public-error"]["children"].startswith("現在数値を表示できません")
-    # after a failed read, viewers get that failure at once for a while instead of each waiting again
-    data = app.public_app.public_data
-    with pytest.raises(Exception) as first:
-        data.get()
-    with pytest.raises(Exception) as second:
-        data.get()
-    assert second.value is first.value and data.refreshes == 0
-    assert "Traceback" not in view.get_data(as_text=True)
+    try:
+        client = app.server.test_client()
+        page = _page(client, "?lang=pt-BR")
+        assert page.status_code == 200
+        text = json.dumps(page.get_json(), ensure_ascii=False)
+        assert "Os valores não estão disponíveis agora" in text and "Traceback" not in text
+        view = _view(client, "congestion_index", "city", "ja")
+        assert view.status_code == 200
+        assert view.get_json()["response"]["public-error"]["children"].startswith("現在数値を表示できません")
+        # after a failed read, viewers get that failure at once for a while instead of each waiting again
+        data = app.public_app.public_data
+        with pytest.raises(Exception) as first:
+            data.get()
+        with pytest.raises(Exception) as second:
+            data.get()
+        assert second.value is first.value and data.refreshes == 0
+        assert "Traceback" not in view.get_data(as_text=True)
+    finally:  # no pool left retrying the dead address after the test
+        from dashboard.db import close_all
+
+        app.public_app.public_data.stop()
+        close_all()
