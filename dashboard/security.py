@@ -105,7 +105,7 @@ class HeaderPolicy:
     def __init__(self, settings, apps: list[dash.Dash]):
         self.apps = apps
         self.frame_ancestors = settings.public_frame_ancestors.strip() or "'none'"
-        self.extra_origins = [o for o in [_origin(getattr(settings, "map_tile_url", "") or "")] if o]
+        self.extra_origins = [o for o in [_origin(settings.map_tile_url)] if o]
         self._hashes: list[str] | None = None
         self._csp: dict[bool, str] = {}
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from dashboard.city import city as load_city
 from dashboard.db import pool
+from dashboard.kpis.catalogue import Catalogue, load_catalogue
 from dashboard.queries.status import DatabaseStatus, broker_status, database_status
 from ingest.settings import Settings, get_settings
 
 BROKER_PROBE_TTL_S = 10.0
+
+
+@lru_cache(maxsize=4)
+def catalogue_of(pack: str) -> Catalogue:
+    """The KPI catalogue of a city pack, read once per process (pages, read API, public view)."""
+    return load_catalogue(pack)
 
 
 @dataclass
@@ -22,6 +30,10 @@ class Runtime:
     @property
     def city(self):
         return load_city(self.settings.city_pack)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return catalogue_of(self.settings.city_pack)
 
     def database_status(self) -> DatabaseStatus:
         try:

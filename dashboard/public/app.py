@@ -30,6 +30,7 @@ from dashboard import i18n
 from dashboard.public import layout, queries
 from dashboard.public.figures import fit_view
 from dashboard.public.responses import VIEW_OUTPUTS, Composer
+from dashboard.state import catalogue_of
 
 log = logging.getLogger(__name__)
 
@@ -71,33 +72,37 @@ class PublicDash(dash.Dash):
         with _without_global_registrations():
             return super().csp_hashes(hash_algorithm)
 
+    def _once(self, key, build):
+        """``build()`` once per process and ``key``: what depends on nothing but the locale."""
+        memo = self.__dict__.setdefault("_citydash_once", {})
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
+
     def index(self, *args, **kwargs):
-        # The page shell depends only on the locale: built once per locale and process.
-        locale = layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
-        cached = self.__dict__.setdefault("_citydash_index", {})
-        if locale not in cached:
-            cached[locale] = super().index(*args, **kwargs)
-        return cached[locale]
+        parent = super().index
+        return self._once(("index", _request_locale()), lambda: parent(*args, **kwargs))
 
     def serve_layout(self):
-        # The public layout is fixed (the page is filled by a callback): serialised once per process.
-        if "_citydash_layout" not in self.__dict__:
-            self.__dict__["_citydash_layout"] = to_json(self.get_layout())
-        return self.backend.make_response(self.__dict__["_citydash_layout"], mimetype="application/json")
+        # The public layout is fixed (the page is filled by a callback).
+        body = self._once("layout", lambda: to_json(self.get_layout()))
+        return self.backend.make_response(body, mimetype="application/json")
 
     def dependencies(self):
-        if "_citydash_dependencies" not in self.__dict__:
-            self.__dict__["_citydash_dependencies"] = to_json(self._callback_list)
-        return self.backend.make_response(self.__dict__["_citydash_dependencies"],
-                                          content_type="application/json")
+        body = self._once("dependencies", lambda: to_json(self._callback_list))
+        return self.backend.make_response(body, content_type="application/json")
 
     def interpolate_index(self, **kwargs):
         # <html lang> and the title follow ?lang= (screen readers pick the voice from it).
-        locale = layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
+        locale = _request_locale()
         html_text = super().interpolate_index(**kwargs)
         html_text = html_text.replace("<html>", f'<html lang="{locale}">', 1)
         return html_text.replace("<title>citydash</title>",
                                  f"<title>{i18n.t('public.page_title', locale)}</title>", 1)
+
+
+def _request_locale() -> str:
+    return layout.locale_from("?" + flask.request.query_string.decode("latin-1")[:200])
 
 
 def create_public_app(server: flask.Flask, settings) -> PublicDash:
@@ -120,7 +125,7 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
         html.Div(id="public-page", children=html.P("…", className="public-loading")),
     ])
     empty = queries.Snapshot(datetime.now(timezone.utc), (), {})
-    catalogue = layout.catalogue_for(settings.city_pack)
+    catalogue = catalogue_of(settings.city_pack)
     app.validation_layout = html.Div([app.layout, layout.page(empty, catalogue, "en", "")])
 
     data = queries.PublicData(settings)
@@ -136,7 +141,7 @@ def create_public_app(server: flask.Flask, settings) -> PublicDash:
 
         centre, zoom = fit_view(city().bbox)  # the whole city in the public map's panel
         return {"geojson": layer_url("districts"), "centre": centre, "zoom": zoom,
-                "tile_url": getattr(settings, "map_tile_url", "") or ""}
+                "tile_url": settings.map_tile_url}
 
     composer = Composer(catalogue, map_options, tz=lambda: city().timezone, city_name=lambda: city().name)
     app.public_composer = composer

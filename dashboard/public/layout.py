@@ -9,22 +9,16 @@ same figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import quote
 
 from dash import dcc, html
 
 from dashboard import i18n
-from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from dashboard.kpis.catalogue import Catalogue
 from dashboard.public import figures
 from dashboard.public.queries import Snapshot
 
 MAX_INPUT = 100
-
-
-@lru_cache(maxsize=4)
-def catalogue_for(pack: str) -> Catalogue:
-    return load_catalogue(pack)
 
 
 def kpi_label(catalogue: Catalogue, kpi_id: str, locale: str) -> str:

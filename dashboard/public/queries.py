@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from dashboard import cache
-from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from dashboard.kpis.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def public_entries(catalogue: Catalogue) -> list[dict]:
 
 def publish(conn: psycopg.Connection, settings) -> int:
     """Write the public KPIs of the served city's catalogue; returns how many are published."""
-    catalogue = load_catalogue(settings.city_pack)
+    from dashboard.state import catalogue_of
+
+    catalogue = catalogue_of(settings.city_pack)
     return conn.execute("SELECT publish_kpis(%s::jsonb, %s)",
                         (json.dumps(public_entries(catalogue)), settings.public_delay_s)).fetchone()[0]
 

@@ -17,8 +17,6 @@ callback, which renders the translated message.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Callable
 
 from dash._utils import to_json
@@ -41,33 +39,6 @@ VIEW_OUTPUT = output_string((i, "figure" if i in FIGURES else "children") for i 
 PAGE_OUTPUT = output_string(PAGE_OUTPUTS)
 
 
-class LRU:
-    """A small thread-safe least-recently-used map."""
-
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
-
-    def peek(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def get(self, key, compute: Callable):
-        found = self.peek(key)
-        if found is None:
-            found = compute()
-            self.put(key, found)
-        return found
-
-
 def input_values(body: dict) -> dict[str, object]:
     """``{component id: value}`` of a callback request's inputs and state (string ids only)."""
     out = {}
@@ -83,14 +54,26 @@ class Composer:
     """Builds and keeps the serialised parts of the view per snapshot."""
 
     def __init__(self, catalogue, map_options: Callable[[], dict], tz: Callable[[], str],
-                 city_name: Callable[[], str], size: int = 4096):
+                 city_name: Callable[[], str]):
         self.catalogue, self.map_options, self.tz, self.city_name = catalogue, map_options, tz, city_name
-        self.parts = LRU(size)
+        # The parts of the newest snapshot only; its keys are validated choices (a few locales x
+        # published KPIs x areas), so the dict stays small and a new snapshot replaces it whole.
+        self._parts: tuple[object, dict] = (None, {})
+
+    def cached(self, snap, key: tuple) -> dict[str, str] | None:
+        """The part kept for ``snap`` under ``key``, if it was built."""
+        at, parts = self._parts
+        return parts.get(key) if at == snap.computed_at else None
 
     def _part(self, snap, key: tuple, build: Callable[[], dict]) -> dict[str, str]:
         """``{output id: serialised value}`` of one part, built once per snapshot and key."""
-        return self.parts.get((snap.computed_at, *key),
-                              lambda: {k: to_json(v) for k, v in build().items()})
+        at, parts = self._parts
+        if at != snap.computed_at:
+            at, parts = self._parts = (snap.computed_at, {})
+        found = parts.get(key)
+        if found is None:  # two threads may both build it: the same bytes, no lock needed
+            found = parts[key] = {k: to_json(v) for k, v in build().items()}
+        return found
 
     def view(self, snap, locale: str, kpi_id: str, area: str, error: str = "") -> bytes:
         """The view callback's answer for a published KPI and a known area (``error``: the message

@@ -207,7 +207,7 @@ def test_composed_answers_equal_what_dash_gives(app):
                               ("congestion_index", "nowhere", "ja"), (None, None, None)]]
     asks += [lambda c, s=s: _page(c, s) for s in ["?lang=ja", "", "?lang=pt-BR&x=1", None]]
     composed = [ask(client) for ask in asks]
-    assert composer.parts.peek((app.public_app.public_data.local.computed_at, "common", "en")) is not None
+    assert composer.cached(app.public_app.public_data.local, ("common", "en")) is not None
     original = composer.answer
     composer.answer = lambda body, snap: None  # every request through the Dash callbacks
     try:
