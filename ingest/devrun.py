@@ -152,8 +152,11 @@ def _demo_users(settings, var: Path = ROOT / "var") -> None:
             password = secrets.token_urlsafe(12)
             users.add_user(conn, name, password, role)
             lines.append(f"{name} ({role}): {password}")
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    # created readable by this user only: the passwords are never on disk for others, not even briefly
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode on O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
     _step("demo users created (sign in at /login): " + "; ".join(lines)
           + f" (kept in {path})")
 
