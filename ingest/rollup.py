@@ -95,6 +95,12 @@ def floor_time(t: datetime, step: timedelta) -> datetime:
     return t - (t - epoch) % step
 
 
+def ceil_time(t: datetime, step: timedelta) -> datetime:
+    """``t`` rounded up to a multiple of ``step`` (itself when it is one)."""
+    f = floor_time(t, step)
+    return f if f == t else f + step
+
+
 def ranges(buckets, step: timedelta) -> list[tuple[datetime, datetime]]:
     """Contiguous ``[lo, hi)`` ranges (in UTC) covering the buckets of width ``step``."""
     out: list[list[datetime]] = []

@@ -22,7 +22,7 @@ from dashboard.api.writers import (cell, csv_chunks, feature_collection, frame_c
                                    json_records)
 from dashboard.kpis import evaluate
 from dashboard.queries import explore as q
-from ingest.rollup import HOUR, MINUTE, floor_time
+from ingest.rollup import HOUR, MINUTE, ceil_time, floor_time
 
 BLUEPRINT = flask.Blueprint("citydash_api", __name__, url_prefix="/api/v1")
 RESOLUTIONS = {"raw": MINUTE, "1m": MINUTE, "1h": HOUR}
@@ -206,13 +206,12 @@ def kpi_series(kpi_id: str):
     scope_id = flask.request.args.get("id")
     start, end = _window()
     res = _resolution(start, end)
-    width = HOUR if res == "1h" else MINUTE
+    width = RESOLUTIONS[res]
     scope_id = scope_id if scope != "city" else None
     detail = {"kpi": kpi.id, "scope": scope, "from": start.isoformat(), "to": end.isoformat()}
     with context.connection() as conn:
         registry = evaluate.load_registry(conn)
-        a, b = floor_time(start, width), floor_time(end, width)
-        b = b if b == end else b + width
+        a, b = floor_time(start, width), ceil_time(end, width)  # the buckets evaluate.series reads
         if fmt == "csv" and evaluate.materialised_usable(cat, kpi, registry, res, scope, a):
             settings = context.settings()
 
@@ -263,14 +262,16 @@ def _then_window(window: q.Window) -> q.Window | None:
     return _frame_window(_time("then"), window.resolution)
 
 
-def _kpi_frame(cat, kpi: str, scope: str, window: q.Window):
-    """A KPI per scope id at the frame; with ``?then=`` also ``then`` and ``delta`` (now minus then)."""
+def _kpi_frame(cat, kpi: str, scope: str, window: q.Window) -> tuple[pd.DataFrame, q.Window | None]:
+    """(a KPI per scope id at the frame, the ``?then=`` frame or None); with a ``then`` frame the values
+    also hold ``then`` and ``delta`` (now minus then)."""
     then = _then_window(window)
     with context.connection() as conn:
-        values = q.scope_values(conn, cat, kpi, scope, window.start, window)
+        registry = evaluate.load_registry(conn)  # read once for both frames
+        values = q.scope_values(conn, cat, kpi, scope, window.start, window, registry)
         if then is not None:
-            values = q.difference(values, q.scope_values(conn, cat, kpi, scope, then.start, then))
-    return values
+            values = q.difference(values, q.scope_values(conn, cat, kpi, scope, then.start, then, registry))
+    return values, then
 
 
 def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, dict | None]]:
@@ -281,8 +282,8 @@ def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, di
         kpi = flask.request.args.get("kpi") or next((k.id for k in q.district_kpis(cat)), "")
         if kpi not in cat.kpis or "district" not in cat[kpi].scopes:
             raise ApiError(400, "api.error.kpi", value=kpi)
-        values = _kpi_frame(cat, kpi, "district", window).set_index("scope_id")
-        then = _then_window(window)
+        values, then = _kpi_frame(cat, kpi, "district", window)
+        values = values.set_index("scope_id")
         out = []
         for f in layer_geojson("districts", flask.request.args.get("band", "city"))["features"]:
             props = dict(f.get("properties") or {})
@@ -298,8 +299,8 @@ def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, di
         kpi = flask.request.args.get("kpi") or next((k.id for k in q.road_kpis(cat)), "")
         if kpi not in cat.kpis or "road" not in cat[kpi].scopes:
             raise ApiError(400, "api.error.kpi", value=kpi)
-        values = _kpi_frame(cat, kpi, "road", window)
-        index, at, then = context.road_index(), cell(window.start), _then_window(window)
+        values, then = _kpi_frame(cat, kpi, "road", window)
+        index, at = context.road_index(), cell(window.start)
         number = lambda column: values[column].to_numpy(dtype=float).tolist()  # noqa: E731
         columns = [values["scope_id"].tolist(), number("value"), number("confidence")]
         extra = {}

@@ -9,7 +9,7 @@ import orjson
 
 from dashboard import i18n
 from dashboard.db import pool
-from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from dashboard.kpis.catalogue import Catalogue
 from dashboard.state import runtime
 
 
@@ -17,13 +17,8 @@ def settings():
     return runtime().settings
 
 
-@lru_cache(maxsize=4)
-def _catalogue(pack: str) -> Catalogue:
-    return load_catalogue(pack)
-
-
 def catalogue() -> Catalogue:
-    return _catalogue(settings().city_pack)
+    return runtime().catalogue
 
 
 @contextmanager
@@ -48,13 +43,6 @@ def role_allows(role: str) -> bool:
 
     user = current_user()
     return user is not None and user.has_role(role)
-
-
-def user_name() -> str | None:
-    from dashboard.auth import current_user
-
-    user = current_user()
-    return user.name if user else None
 
 
 def record_export(action: str, detail: dict) -> None:

@@ -115,20 +115,23 @@ def map_data(state: q.ViewState, window: q.Window, index: int) -> dict:
     def compute():
         out: dict = {"at": at}
         with context.connection() as conn:
-            registry = evaluate.load_registry(conn)
+            registry = None
+
+            def values(kpi: str, scope: str) -> pd.DataFrame:
+                """The KPI at the frame; with a comparison, the difference (now minus then)."""
+                nonlocal registry
+                if registry is None:  # read once, and only when a KPI layer is on
+                    registry = evaluate.load_registry(conn)
+                now = q.scope_values(conn, cat, kpi, scope, at, window, registry)
+                if offset is None:
+                    return now
+                return q.difference(now, q.scope_values(conn, cat, kpi, scope, at - offset, window, registry))
+
             if "districts" in state.layers and state.kpi:
-                now = q.scope_values(conn, cat, state.kpi, "district", at, window, registry)
-                if offset is not None:
-                    then = q.scope_values(conn, cat, state.kpi, "district", at - offset, window, registry)
-                    now = q.difference(now, then)
-                out["districts"] = now
+                out["districts"] = values(state.kpi, "district")
                 out["names"] = q.district_names(conn)
             if "roads" in state.layers and state.road:
-                now = q.scope_values(conn, cat, state.road, "road", at, window, registry)
-                if offset is not None:  # the difference, like the districts'
-                    then = q.scope_values(conn, cat, state.road, "road", at - offset, window, registry)
-                    now = q.difference(now, then)
-                out["roads"] = now
+                out["roads"] = values(state.road, "road")
             if "sensors" in state.layers:
                 out["sensors"] = q.sensor_health(conn, at, window, state.kinds)
             if "vehicles" in state.layers:

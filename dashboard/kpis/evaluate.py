@@ -39,7 +39,7 @@ from psycopg import sql
 from dashboard.kpis import formulas
 from dashboard.kpis.catalogue import Catalogue, Kpi
 from dashboard.kpis.schedule import Schedule, in_progress, read_schedule
-from ingest.rollup import HOUR, MINUTE, Relations, floor_time, relations
+from ingest.rollup import HOUR, MINUTE, Relations, ceil_time, floor_time, relations
 
 RAW_MAX = timedelta(hours=2)
 M1_MAX = timedelta(days=3)
@@ -120,11 +120,6 @@ def _kpi(catalogue: Catalogue, kpi: Kpi | str) -> Kpi:
 
 def _utc(t: datetime) -> datetime:
     return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _ceil(t: datetime, step: timedelta) -> datetime:
-    f = floor_time(t, step)
-    return f if f == t else f + step
 
 
 def _ceil_span(span: timedelta, step: timedelta) -> timedelta:
@@ -403,6 +398,8 @@ def _vehicles_result(conn, catalogue, kpi, registry, start, end, width, label, s
         plan["bucket"] = pd.Timestamp(label).tz_convert("UTC").as_unit("ns")
     city_plan = plan.groupby("bucket", as_index=False)["planned"].sum().assign(route="")
     by_route = raw[raw["route"].notna()]
+    if kpi.formula.aggregation == "in_service":  # vehicles per bucket and route, for both scopes
+        counts = by_route.groupby(["bucket", "route"], as_index=False).size().rename(columns={"size": "vehicles"})
     out = []
     for scope_type in scopes:
         if scope_type == "city":  # a vehicle that changed route within a bucket counts once
@@ -412,7 +409,6 @@ def _vehicles_result(conn, catalogue, kpi, registry, start, end, width, label, s
             frame = by_route.rename(columns={"route": "scope_id"})
         scope_plan = city_plan if scope_type == "city" else plan
         if kpi.formula.aggregation == "in_service":
-            counts = by_route.groupby(["bucket", "route"], as_index=False).size().rename(columns={"size": "vehicles"})
             res = formulas.in_service(counts, plan, city=scope_type == "city")
             if scope_type == "city":  # capped per route; sensors: vehicles, counted once
                 seen = frame.groupby("bucket", as_index=False)["vehicle"].nunique()
@@ -676,7 +672,7 @@ def series(conn: psycopg.Connection, catalogue: Catalogue, kpi: Kpi | str, start
     start, end = _utc(start), _utc(end)
     res = resolution_for(start, end) if resolution == "auto" else resolution
     width = HOUR if res == "1h" else MINUTE
-    a, b = floor_time(start, width), _ceil(end, width)
+    a, b = floor_time(start, width), ceil_time(end, width)
     registry = registry or load_registry(conn)
     if source != "raw" and materialised_usable(catalogue, kpi, registry, res, scope, a):
         frame = read_materialised(conn, [kpi.id], res, scope, a, b, scope_id)
@@ -769,7 +765,7 @@ def wall(conn: psycopg.Connection, catalogue: Catalogue, *, now: datetime | None
     res = resolution_for(start, now)
     res = "1m" if res == "raw" else res
     width = HOUR if res == "1h" else MINUTE
-    a, b = floor_time(start, width), _ceil(now, width)
+    a, b = floor_time(start, width), ceil_time(now, width)
     ready = [k.id for k in catalogue if source != "raw"
              and materialised_usable(catalogue, k, registry, res, "city", a)]
     stored = read_materialised(conn, ready + [""], res, "city", a, b) if ready else None

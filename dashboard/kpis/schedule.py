@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -62,9 +63,15 @@ class Schedule:
             fingerprint = hashlib.sha256(repr([f.values.tolist() for f in frames]).encode()).hexdigest()[:16]
         return cls(*frames, fingerprint=fingerprint)
 
-    @property
+    # cached: a Schedule is kept (evaluate._SCHEDULE_CACHE) and read on every vehicle KPI refresh
+    @cached_property
     def routes(self) -> frozenset[str]:
         return frozenset(self.trips["route_id"])
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        """:func:`trip_instances` (do not modify)."""
+        return trip_instances(self)
 
     def __bool__(self) -> bool:
         return len(self.trips) > 0
@@ -127,7 +134,7 @@ def intervals(schedule: Schedule, tz: ZoneInfo | str, lo: int, hi: int) -> pd.Da
 
     ``block`` is the block id with the service date (a block runs again every day)."""
     tz = ZoneInfo(tz) if isinstance(tz, str) else tz
-    runs = trip_instances(schedule)
+    runs = schedule.runs
     if runs.empty:
         return pd.DataFrame({"route_id": [], "block": [], "start": np.zeros(0, "int64"),
                              "end": np.zeros(0, "int64")})

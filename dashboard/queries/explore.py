@@ -25,7 +25,7 @@ import psycopg.sql
 
 from dashboard.kpis import evaluate
 from dashboard.kpis.catalogue import Catalogue, Kpi
-from ingest.rollup import HOUR, MINUTE, floor_time
+from ingest.rollup import HOUR, MINUTE, ceil_time, floor_time
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
           "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
@@ -87,16 +87,16 @@ class Window:
 
 # -- URL state --------------------------------------------------------------------------
 
+def kpis_for_scope(catalogue: Catalogue, scope: str) -> list[Kpi]:
+    return [k for k in catalogue if scope in k.scopes]
+
+
 def district_kpis(catalogue: Catalogue) -> list[Kpi]:
-    return [k for k in catalogue if "district" in k.scopes]
+    return kpis_for_scope(catalogue, "district")
 
 
 def road_kpis(catalogue: Catalogue) -> list[Kpi]:
-    return [k for k in catalogue if "road" in k.scopes]
-
-
-def kpis_for_scope(catalogue: Catalogue, scope: str) -> list[Kpi]:
-    return [k for k in catalogue if scope in k.scopes]
+    return kpis_for_scope(catalogue, "road")
 
 
 def _local(text: str, tz: str) -> datetime:
@@ -241,8 +241,7 @@ def window_for(state: ViewState, now: datetime) -> Window:
         start, end = state.start, state.end
         resolution = evaluate.resolution_for(start, end)
         width = HOUR if resolution == "1h" else MINUTE
-        b = floor_time(end, width)
-        return Window(floor_time(start, width), b if b == end else b + width, resolution, width)
+        return Window(floor_time(start, width), ceil_time(end, width), resolution, width)
     span = RANGES.get(state.range, RANGES[DEFAULT_RANGE])
     resolution = evaluate.resolution_for(now - span, now)
     width = HOUR if resolution == "1h" else MINUTE
