@@ -489,12 +489,21 @@ def infer_blocks(spans: pd.DataFrame) -> list[str]:
     blocks = list(spans["block_id"])
     open_ = spans[spans["block_id"] == ""].sort_values(["route_id", "service_id", "start_s"], kind="stable")
     for (route, service), g in open_.groupby(["route_id", "service_id"], sort=False):
-        free_at: list[int] = []
-        for row, start, end in zip(g.index, g["start_s"], g["end_s"]):
-            n = next((n for n, free in enumerate(free_at) if free + LAYOVER_S <= start), len(free_at))
-            free_at[n:n + 1] = [end]
+        for row, n in zip(g.index, chain_trips(g["start_s"], g["end_s"])):
             blocks[row] = f"~{route}~{service}~{n + 1}"
     return blocks
+
+
+def chain_trips(starts, ends) -> list[int]:
+    """Vehicle number (0-based) of each trip, trips given by first departure: each takes the first
+    vehicle free :data:`LAYOVER_S` before it starts, else a new one."""
+    free_at: list = []
+    out = []
+    for start, end in zip(starts, ends):
+        n = next((n for n, free in enumerate(free_at) if free + LAYOVER_S <= start), len(free_at))
+        free_at[n:n + 1] = [end]
+        out.append(n)
+    return out
 
 
 def _hms(seconds: int) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 from psycopg.types.json import Jsonb
 
+from layers import gtfs
 from layers.geojson import geometry_text
 from layers.pack import CityPack
 from layers.tables import json_value
@@ -103,15 +104,11 @@ def store_pack(conn, pack: CityPack) -> StoreResult:
     return result
 
 
-SCHEDULE_TABLES = {  # table: (columns, Transit frame, frame columns)
-    "transit_trips": ("trip_id, route_id, service_id, block_id, start_s, end_s", "spans",
-                      ["trip_id", "route_id", "service_id", "block_id", "start_s", "end_s"]),
-    "transit_calendar": ("service_id, days, start_date, end_date", "services",
-                         ["service_id", "days", "start_date", "end_date"]),
-    "transit_calendar_dates": ("service_id, date, exception_type", "service_dates",
-                               ["service_id", "date", "exception_type"]),
-    "transit_frequencies": ("trip_id, start_s, end_s, headway_s, exact_times", "frequencies",
-                            ["trip_id", "start_s", "end_s", "headway_s", "exact_times"]),
+SCHEDULE_TABLES = {  # table: (Transit frame, its columns = the table's)
+    "transit_trips": ("spans", gtfs.SPAN_COLUMNS),
+    "transit_calendar": ("services", gtfs.SERVICE_COLUMNS),
+    "transit_calendar_dates": ("service_dates", gtfs.SERVICE_DATE_COLUMNS),
+    "transit_frequencies": ("frequencies", gtfs.FREQUENCY_COLUMNS),
 }
 
 
@@ -128,7 +125,7 @@ def schedule_rows(pack: CityPack) -> dict[str, list[tuple]]:
     """Rows of the four timetable tables (empty without GTFS); ``days`` as 7 booleans, Monday first."""
     transit = pack.transit
     out = {}
-    for table, (_, attr, columns) in SCHEDULE_TABLES.items():
+    for table, (attr, columns) in SCHEDULE_TABLES.items():
         frame = getattr(transit, attr, None) if transit is not None else None
         rows = [] if frame is None or frame.empty else list(frame[columns].itertuples(index=False, name=None))
         if table == "transit_calendar":
@@ -148,9 +145,9 @@ def _store_schedule(cur, pack: CityPack) -> TableResult:
     cur.execute("DELETE FROM transit_feed")
     for table in SCHEDULE_TABLES:  # deleting trips cascades to their frequencies
         cur.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
-    for table, (columns, _, _) in SCHEDULE_TABLES.items():
+    for table, (_, columns) in SCHEDULE_TABLES.items():
         if rows[table]:
-            with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
                 for row in rows[table]:
                     copy.write_row(row)
     if keys:

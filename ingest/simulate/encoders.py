@@ -174,9 +174,6 @@ class Encoder:
         self.format_of = np.minimum(noise.choice(u, weights), len(FORMATS) - 1)
         self.metrics = [tuple(m) for m in city.metrics]
 
-    def format_name(self, i: int) -> str:
-        return FORMATS[int(self.format_of[i])]
-
     def sensors_in(self, fmt: str) -> list[str]:
         code = FORMATS.index(fmt)
         return [s for s, f in zip(self.city.ids, self.format_of.tolist()) if f == code]

@@ -42,7 +42,6 @@ class PublishError(RuntimeError):
 class Connection:
     def __init__(self, url: str, client_id: str, window: int = 1000, keepalive: int = 30):
         self.host, self.port, tls, user, password = broker_address(url)
-        self.url = url
         self.window = window
         self.keepalive = keepalive
         self.sent = 0

@@ -49,9 +49,6 @@ class Batch:
     def __len__(self) -> int:
         return len(self.idx)
 
-    def rows(self) -> int:
-        return len(self.idx) * len(self.values)
-
 
 class Signals:
     def __init__(self, city, seed: int = 1, incidents: events.Incidents | None = None,

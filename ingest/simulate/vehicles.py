@@ -25,12 +25,11 @@ import numpy as np
 import shapely
 
 from ingest.simulate import clock, noise
+from layers.gtfs import WEEKDAYS, chain_trips
 
 SALT_TRIP, SALT_ROUTE, SALT_OCC = 201, 202, 203
-LAYOVER_S = 300.0
 INCIDENT_REACH_M = 400.0
 MAX_HOLD_S = 480.0
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,21 +108,15 @@ class Fleet:
             plan.append((trip.trip_id, trip.route_id, trip.service_id, shape_id, times, dist))
             firsts.append(times[0])
             lasts.append(times[-1])
-        # chain trips into vehicles, per route and service
+        # chain trips into vehicles, per route and service (as layers.gtfs.infer_blocks does)
         order = sorted(range(len(plan)), key=lambda i: (plan[i][1], plan[i][2], firsts[i]))
-        free_at: dict[tuple[str, str], list[float]] = {}
-        vehicles = {}
+        groups: dict[tuple[str, str], list[int]] = {}
         for i in order:
-            key = (plan[i][1], plan[i][2])
-            pool = free_at.setdefault(key, [])
-            for n, free in enumerate(pool):
-                if free + LAYOVER_S <= firsts[i]:
-                    break
-            else:
-                n = len(pool)
-                pool.append(0.0)
-            pool[n] = lasts[i]
-            vehicles[i] = f"{plan[i][1]}-{n + 1:02d}"
+            groups.setdefault((plan[i][1], plan[i][2]), []).append(i)
+        vehicles = {}
+        for (route_id, _), trips in groups.items():
+            for i, n in zip(trips, chain_trips([firsts[i] for i in trips], [lasts[i] for i in trips])):
+                vehicles[i] = f"{route_id}-{n + 1:02d}"
         for i, (trip_id, route_id, service_id, shape_id, times, dist) in enumerate(plan):
             self.trips.append(trip_id)
             self.route.append(route_id)
@@ -149,6 +142,8 @@ class Fleet:
         factor = {r: 0.8 + 0.45 * float(noise.uniform(self.seed, SALT_ROUTE, j))
                   for j, r in enumerate(routes)}
         self.route_load = np.array([factor[r] for r in self.route])
+        # runs_on[j, weekday]: trip j's service runs on that weekday (looked up every position tick)
+        self.runs_on = np.array([self.services[s] for s in self.service_of], dtype=bool).reshape(-1, 7)
 
     def vehicle_ids(self) -> list[str]:
         return sorted(set(self.vehicle))
@@ -194,8 +189,7 @@ class Fleet:
         for service_day in (today - 1, today):
             secs = loc - service_day * clock.DAY
             wd = (service_day + 3) % 7
-            running = np.array([self.services[s][wd] for s in self.service_of], dtype=bool)
-            cand = np.flatnonzero(running & (self.first - 60 <= secs) & (secs <= self.last + 1800))
+            cand = np.flatnonzero(self.runs_on[:, wd] & (self.first - 60 <= secs) & (secs <= self.last + 1800))
             for j in cand.tolist():
                 travelled = max(secs - self.first[j], 0.0)
                 delay = self.start_delay[j] + self.drift[j] * travelled * (0.3 + demand)
