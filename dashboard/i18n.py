@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import flask
 import yaml
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_time
@@ -44,6 +45,14 @@ def negotiate(requested: str | None, accept_language: str | None = None,
         if found:
             return found
     return DEFAULT_LOCALE
+
+
+def accept_language() -> str | None:
+    """The current request's ``Accept-Language`` header (None outside a request)."""
+    try:
+        return flask.request.headers.get("Accept-Language")
+    except RuntimeError:  # outside a request
+        return None
 
 
 def _accept(header: str | None) -> list[str]:

@@ -12,7 +12,8 @@ drawn from GeoJSON layers (``layers.web.build``; the dashboard serves them at
   districts, roads, extra layers (rivers, parks) with the pack's styles.
 * :func:`district_choropleth` - districts coloured by one value per district id.
 * :func:`road_traces` - roads coloured by one value per road id: one line trace per
-  class (``classify(value) -> class``), since a map line has a single colour.
+  class (``classify(value) -> class``), since a map line has a single colour;
+  :func:`road_coordinates` gives the same lines as plain lists (for a ``Patch``).
 * :func:`point_trace` - points (vehicles, sensors, incidents).
 * :func:`line_coordinates`, :func:`centroids`, :func:`bounds` - geometry helpers.
 
@@ -138,18 +139,26 @@ def road_traces(geojson: dict, values: Mapping[str, float], classify: Callable[[
     ``classify`` maps a road's value to a class key of ``colours`` (e.g. the
     KPI's level); roads whose class is not in ``colours`` are skipped.
     """
-    by_class: dict[str, list[str]] = {c: [] for c in colours}
-    for road_id, value in values.items():
-        cls = classify(value)
-        if cls in by_class:
-            by_class[cls].append(str(road_id))
+    coordinates = road_coordinates(geojson, values, classify, colours)
     traces = []
     for cls, colour in colours.items():
-        lon, lat = line_coordinates(geojson, by_class[cls])
+        lon, lat = coordinates[cls]
         traces.append(go.Scattermap(lon=lon, lat=lat, mode="lines", name=(names or {}).get(cls, cls),
                                     line={"color": colour, "width": (widths or {}).get(cls, 3)},
                                     hoverinfo="skip"))
     return traces
+
+
+def road_coordinates(geojson: dict, values: Mapping[str, float], classify: Callable[[float], str],
+                     classes: Iterable[str]) -> dict[str, tuple[list, list]]:
+    """Lon and lat lists (:func:`line_coordinates`) per class of ``classes``, in its order, of the
+    roads with a value; ``classify(value)`` gives a road's class, roads of other classes are skipped."""
+    by_class: dict[str, list[str]] = {c: [] for c in classes}
+    for road_id, value in values.items():
+        cls = classify(value)
+        if cls in by_class:
+            by_class[cls].append(str(road_id))
+    return {cls: line_coordinates(geojson, ids) for cls, ids in by_class.items()}
 
 
 def point_trace(lon: list, lat: list, *, colour: str, size: float = 9, name: str = "",

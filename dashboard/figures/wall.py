@@ -7,7 +7,7 @@
 * :func:`map_figure` / :func:`map_patch` - the live city map (districts by a KPI,
   roads by congestion, incidents, sensors in fault, vehicles) and its ``Patch``;
   trace order is fixed (:data:`TRACES`) so a refresh patches values in place.
-* :func:`alert_items` - the alert list rows (severity, age, acknowledgement).
+* :func:`alert_item` - one alert list row (severity, age, acknowledgement).
 
 Status colours are the Okabe-Ito palette (distinguishable with the common colour
 vision deficiencies) and every status also has its own shape and word.
@@ -22,11 +22,11 @@ from dash import Patch
 
 from dashboard import i18n
 from dashboard.figures import basemap
+from dashboard.kpis.alerts import HEALTH_KPIS, LEVELS
 from dashboard.kpis.catalogue import Kpi
 
 COLOURS = {"ok": "#56B4E9", "warning": "#E69F00", "critical": "#D55E00", "unknown": "#8b949e"}
 ICONS = {"ok": "●", "warning": "▲", "critical": "◆", "unknown": "○"}
-LEVELS = ("ok", "warning", "critical")
 TRACES = ("districts", "roads-ok", "roads-warning", "roads-critical", "incidents-halo", "incidents",
           "faults-halo", "faults", "vehicles")
 VEHICLE_COLOUR = "#f2f5f8"
@@ -39,10 +39,9 @@ def digits(kpi: Kpi, value: float | None) -> int:
     return 0 if abs(value) >= 100 or kpi.unit in ("AQI", "veh/h", "kW", "s") else 1
 
 
-def tile(kpi: Kpi, current: Mapping | None, last_week: float | None, locale: str,
-         district: str | None = None) -> dict:
+def tile(kpi: Kpi, current: Mapping | None, last_week: float | None, locale: str) -> dict:
     """Texts and CSS classes of one tile; ``current`` is a KPI entry of ``kpi_snapshot``
-    (or its district value when ``district`` is pinned and the KPI has a district scope)."""
+    (or its district value when a district is pinned and the KPI has a district scope)."""
     current = current or {}
     label, _ = kpi.text(locale)
     value = current.get("value")
@@ -138,10 +137,9 @@ def map_data(kpi: Kpi | None, snapshot: Mapping, live: Mapping, district_ids: li
         shown = i18n.number(v, locale, digits(kpi, v)) + " " + kpi.unit if kpi else "–"
         text.append(f"{district_names.get(d, d)}: {shown}")
     out = {"districts": {"z": z, "text": text}}
-    roads = snapshot.get("roads", {})
-    for lvl in LEVELS:
-        wanted = [r for r, v in roads.items() if road_kpi is not None and _level(road_kpi, v) == lvl]
-        lon, lat = basemap.line_coordinates(roads_geojson, wanted)
+    roads = snapshot.get("roads", {}) if road_kpi is not None else {}
+    coordinates = basemap.road_coordinates(roads_geojson, roads, lambda v: _level(road_kpi, v), LEVELS)
+    for lvl, (lon, lat) in coordinates.items():
         out[f"roads-{lvl}"] = {"lon": lon, "lat": lat}
     incidents = [a for a in live.get("alerts", []) if a["scope_type"] == "district" and a["scope_id"] in centres]
     pts = [centres[a["scope_id"]] for a in incidents]
@@ -153,7 +151,7 @@ def map_data(kpi: Kpi | None, snapshot: Mapping, live: Mapping, district_ids: li
     faults = [f for f in live.get("faults", []) if f["lon"] is not None]
     fl = {"lon": [f["lon"] for f in faults], "lat": [f["lat"] for f in faults],
           "text": [i18n.t("wall.alerts.health." + f["kpi_id"], locale, sensor=f["sensor"])
-                   if f["kpi_id"] in ("sensor_silent", "sensor_stuck", "sensor_out_of_range") else f["sensor"]
+                   if f["kpi_id"] in HEALTH_KPIS else f["sensor"]
                    for f in faults]}
     out["faults-halo"] = {"lon": fl["lon"], "lat": fl["lat"]}
     out["faults"] = fl
@@ -172,7 +170,7 @@ def _level(kpi: Kpi, value) -> str:
 def map_figure(kpi: Kpi | None, data: Mapping, *, districts_source, base_sources: Mapping, styles: Mapping,
                district_ids: list[str], centre: tuple[float, float], zoom: float, tile_url: str = "") -> go.Figure:
     """The whole map (first render); later refreshes use :func:`map_patch`."""
-    zmin, zmax, scale = district_scale(kpi) if kpi else (0.0, 1.0, [[0, "#333"], [1, "#333"]])
+    zmin, zmax, scale = _scale(kpi)
     traces = [basemap.district_choropleth(districts_source, dict(zip(district_ids, data["districts"]["z"])),
                                           zmin=zmin, zmax=zmax, colorscale=scale, district_ids=district_ids,
                                           opacity=0.6)]
@@ -198,20 +196,26 @@ def map_figure(kpi: Kpi | None, data: Mapping, *, districts_source, base_sources
     return fig
 
 
-def map_patch(kpi: Kpi | None, data: Mapping, centre: tuple[float, float] | None = None,
-              zoom: float | None = None) -> Patch:
+def map_patch(kpi: Kpi | None, data: Mapping) -> Patch:
     """Only what changed: district values and colours, and the point and road coordinates."""
-    p = Patch()
-    for i, name in enumerate(TRACES):
-        for key, value in data[name].items():
-            p["data"][i][key] = value
-    zmin, zmax, scale = district_scale(kpi) if kpi else (0.0, 1.0, [[0, "#333"], [1, "#333"]])
+    p = traces_patch(data)
+    zmin, zmax, scale = _scale(kpi)
     p["data"][0]["zmin"], p["data"][0]["zmax"], p["data"][0]["colorscale"] = zmin, zmax, scale
-    if centre is not None:
-        p["layout"]["map"]["center"] = {"lon": centre[0], "lat": centre[1]}
-    if zoom is not None:
-        p["layout"]["map"]["zoom"] = zoom
     return p
+
+
+def traces_patch(data: Mapping) -> Patch:
+    """The values of ``data`` (some traces of :data:`TRACES`, as :func:`map_data` gives them) set in place."""
+    p = Patch()
+    for name, values in data.items():
+        i = TRACES.index(name)
+        for key, value in values.items():
+            p["data"][i][key] = value
+    return p
+
+
+def _scale(kpi: Kpi | None) -> tuple[float, float, list]:
+    return district_scale(kpi) if kpi else (0.0, 1.0, [[0, "#333"], [1, "#333"]])
 
 
 def age_text(seconds: float, locale: str) -> str:
@@ -229,7 +233,7 @@ def alert_title(alert: Mapping, kpis: Mapping[str, Kpi], locale: str) -> str:
     """What the alert is about, e.g. "Parking occupancy · district centro"."""
     kpi_id, st, sid = alert.get("kpi_id") or "", alert["scope_type"], alert["scope_id"]
     if st == "sensor":
-        if kpi_id in ("sensor_silent", "sensor_stuck", "sensor_out_of_range"):
+        if kpi_id in HEALTH_KPIS:
             return i18n.t("wall.alerts.health." + kpi_id, locale, sensor=sid)
         return i18n.t("wall.alerts.scope.sensor", locale, id=sid)
     label = kpis[kpi_id].text(locale)[0] if kpi_id in kpis else kpi_id

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import dash
-import flask
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboard import i18n
@@ -19,7 +18,7 @@ REFRESH_S = 10
 
 
 def layout(lang: str | None = None, **_query):
-    locale = i18n.negotiate(lang, _accept_language(), runtime().city.locale)
+    locale = i18n.negotiate(lang, i18n.accept_language(), runtime().city.locale)
     return html.Main(className="status", lang=locale, children=[
         dcc.Store(id="status-locale", data=locale),
         dcc.Interval(id="status-interval", interval=REFRESH_S * 1000, n_intervals=0),
@@ -27,13 +26,6 @@ def layout(lang: str | None = None, **_query):
         html.P(i18n.t("status.subtitle", locale, seconds=REFRESH_S), className="status-subtitle"),
         html.Div(id="status-body", children=render(locale)),
     ])
-
-
-def _accept_language() -> str | None:
-    try:
-        return flask.request.headers.get("Accept-Language")
-    except RuntimeError:  # outside a request
-        return None
 
 
 @callback(Output("status-body", "children"), Input("status-interval", "n_intervals"),

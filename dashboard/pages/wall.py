@@ -18,17 +18,16 @@ from datetime import datetime, timezone
 from functools import lru_cache
 
 import dash
-import flask
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from dashboard import cache, i18n
 from dashboard.db import pool
 from dashboard.figures import basemap
 from dashboard.figures import wall as fig
-from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from dashboard.kpis.catalogue import Catalogue
 from dashboard.layer_files import layer_geojson, layer_url, manifest
 from dashboard.queries import wall as q
-from dashboard.state import runtime
+from dashboard.state import catalogue_of, runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,6 @@ _ack_generation = [0]  # bumped by an acknowledgement so this process re-reads t
 
 
 # -- data (cached; every screen shares one result per bucket) ---------------------------
-
-@lru_cache(maxsize=4)
-def catalogue(pack: str) -> Catalogue:
-    return load_catalogue(pack)
-
 
 _last: dict[str, tuple[int, object]] = {}  # key -> (bucket, value) last seen by this process
 _refreshing: set[str] = set()
@@ -111,20 +105,20 @@ def _with_conn(fn):
 
 def kpi_data() -> dict:
     s = runtime().settings
-    cat = catalogue(s.city_pack)
+    cat = catalogue_of(s.city_pack)
     return shared("wall:kpis", s.wall_cache_s, lambda: _with_conn(lambda c: q.kpi_snapshot(c, cat)))
 
 
 def last_week_data() -> dict:
-    cat = catalogue(runtime().settings.city_pack)
+    cat = catalogue_of(runtime().settings.city_pack)
     return shared("wall:last-week", LAST_WEEK_TTL_S, lambda: _with_conn(lambda c: q.last_week(c, cat)))
 
 
 def district_data(district: str) -> dict:
     s = runtime().settings
-    cat = catalogue(s.city_pack)
+    cat = catalogue_of(s.city_pack)
     return shared(f"wall:district:{district}", s.wall_cache_s,
-                          lambda: _with_conn(lambda c: q.district_series(c, cat, district)))
+                  lambda: _with_conn(lambda c: q.district_series(c, cat, district)))
 
 
 def live_data(ttl_s: int) -> dict:
@@ -152,18 +146,11 @@ def _sources() -> tuple[dict, dict]:
 
 # -- layout --------------------------------------------------------------------------
 
-def _accept_language() -> str | None:
-    try:
-        return flask.request.headers.get("Accept-Language")
-    except RuntimeError:
-        return None
-
-
 def layout(lang: str | None = None, view: str | None = None, views: str | None = None,
            rotate: str | None = None, district: str | None = None, refresh: str | None = None, **_query):
     rt = runtime()
     city = rt.city
-    locale = i18n.negotiate(lang, _accept_language(), city.locale)
+    locale = i18n.negotiate(lang, i18n.accept_language(), city.locale)
     try:
         geo = geography(rt.settings.city_pack)
         req = q.parse_request(view, views, rotate, district, refresh, rt.settings.wall_refresh_s, set(geo["ids"]))
@@ -274,7 +261,7 @@ def render(view: str, config: dict, version: str | None, initial: bool = False) 
     ``initial``, else as ``Patch`` (sparklines and roads only when the data changed)."""
     rt = runtime()
     locale, district = config["locale"], config.get("district")
-    cat = catalogue(rt.settings.city_pack)
+    cat = catalogue_of(rt.settings.city_pack)
     geo = geography(rt.settings.city_pack)
     now = datetime.now(timezone.utc)
     error = None
@@ -322,12 +309,11 @@ def render(view: str, config: dict, version: str | None, initial: bool = False) 
     road_kpi = cat[q.ROAD_KPI] if q.ROAD_KPI in cat.kpis else None
     data = fig.map_data(mkpi, snap, live, geo["ids"], geo["names"], geo["roads"], geo["centres"], road_kpi, locale,
                         cat.kpis)
-    centre, zoom = rt.city.centre, basemap.zoom_for(rt.city.bbox, MAP_PX[0], MAP_PX[1])
-    if district:
-        box = basemap.bounds(layer_geojson("districts"), district)
+    if initial:  # the view (centre, zoom) is set once; refreshes keep it (uirevision)
+        centre, zoom = rt.city.centre, basemap.zoom_for(rt.city.bbox, *MAP_PX)
+        box = basemap.bounds(layer_geojson("districts"), district) if district else None
         if box:
             centre, zoom = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), basemap.zoom_for(box, *MAP_PX)
-    if initial:
         sources, styles = _sources()
         map_out = fig.map_figure(mkpi, data, districts_source=layer_url("districts"), base_sources=sources,
                                  styles=styles, district_ids=geo["ids"], centre=centre, zoom=zoom,
@@ -335,7 +321,7 @@ def render(view: str, config: dict, version: str | None, initial: bool = False) 
     else:
         if not changed:  # KPI values unchanged: only the live points
             data = {k: v for k, v in data.items() if k.startswith(("incidents", "faults", "vehicles"))}
-        map_out = fig.map_patch(mkpi, data) if changed else _points_patch(data)
+        map_out = fig.map_patch(mkpi, data) if changed else fig.traces_patch(data)
 
     newest = datetime.fromisoformat(live["newest"]) if live.get("newest") else None
     stale = error is not None or q.is_stale(live.get("newest"), now, rt.settings.wall_stale_after_s)
@@ -356,15 +342,6 @@ def render(view: str, config: dict, version: str | None, initial: bool = False) 
         "freshness": freshness, "view_name": t(f"wall.view.{view}"),
         "heartbeat": now.isoformat(), "legend": _legend(mkpi, locale),
     }
-
-
-def _points_patch(data: dict):
-    p = dash.Patch()
-    for name, values in data.items():
-        i = fig.TRACES.index(name)
-        for key, value in values.items():
-            p["data"][i][key] = value
-    return p
 
 
 def _legend(kpi, locale: str):

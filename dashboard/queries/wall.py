@@ -127,10 +127,9 @@ def downsample(series: pd.DataFrame, points: int = SPARK_POINTS) -> tuple[list[s
         return [], []
     times = pd.to_datetime(series["bucket"], utc=True)
     values = series["value"].to_numpy(dtype=float)
-    first, last = times.min(), times.max()
-    span = (last - first + pd.Timedelta(minutes=1)) / points
     if len(series) <= points:
         return [t.isoformat() for t in times], [_num(v) for v in values]
+    span = (times.max() - times.min() + pd.Timedelta(minutes=1)) / points
     step = pd.Timedelta(minutes=max(1, int(np.ceil(span / pd.Timedelta(minutes=1)))))
     frame = pd.DataFrame({"t": times.dt.floor(step), "v": values})
     means = frame.groupby("t", sort=True)["v"].mean()
@@ -197,15 +196,14 @@ def live_snapshot(conn: psycopg.Connection, now: datetime | None = None) -> dict
                           (now - timedelta(days=1), now)).fetchone()[0]
     rows = conn.execute(
         """SELECT a.id, a.kind, a.kpi_id, a.scope_type, a.scope_id, a.severity, a.state, a.value, a.threshold,
-                  a.details, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.ack_comment, s.lon, s.lat
+                  a.details, a.opened_at, a.acknowledged_at, a.acknowledged_by, a.ack_comment
              FROM alerts a
-             LEFT JOIN sensors s ON a.scope_type = 'sensor' AND s.external_id = a.scope_id
             WHERE a.state IN ('open', 'acknowledged')
             ORDER BY a.opened_at DESC, a.id DESC LIMIT %s""", (ALERT_LIMIT,)).fetchall()
     alerts = [{"id": r[0], "kind": r[1], "kpi_id": r[2], "scope_type": r[3], "scope_id": r[4], "severity": r[5],
                "state": r[6], "value": r[7], "threshold": r[8], "unit": (r[9] or {}).get("unit"),
                "opened_at": r[10].isoformat(), "acknowledged_at": r[11].isoformat() if r[11] else None,
-               "acknowledged_by": r[12], "ack_comment": r[13], "lon": r[14], "lat": r[15]} for r in rows]
+               "acknowledged_by": r[12], "ack_comment": r[13]} for r in rows]
     faults = conn.execute(
         """SELECT DISTINCT ON (s.external_id) s.external_id, s.lon, s.lat, a.kpi_id
              FROM alerts a JOIN sensors s ON s.external_id = a.scope_id
