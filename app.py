@@ -3,8 +3,8 @@
 Development: ``python app.py``.  Production: ``gunicorn app:server``.
 """
 from dashboard.server import create_app
-from ingest.logs import setup_logging
-from ingest.settings import get_settings
+from core.logs import setup_logging
+from core.settings import get_settings
 
 setup_logging()
 app = create_app()

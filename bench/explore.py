@@ -3,13 +3,13 @@
 The issue's scale budget: 5,000 sensors and 20,000 road segments at city zoom,
 each interaction answering in p95 < 300 ms of server time with < 2 MB per response.
 
-1. Starts a throw-away TimescaleDB (``ingest.stack.LocalPostgres``) and applies the migrations.
+1. Starts a throw-away TimescaleDB (``devtools.stack.LocalPostgres``) and applies the migrations.
 2. Generates the big test city of ``tests/unit/test_layers_web.py`` (100 districts, 20,000 roads,
    5,000 sensors: 2,000 of them turned into traffic counters on every tenth road, 3,000 noise
    meters), loads it (``layers.store``) and builds its web layers.
-3. Fills, in SQL: raw readings for the last 2 hours (rolled up with ``ingest.rollup.rebuild``),
+3. Fills, in SQL: raw readings for the last 2 hours (rolled up with ``kpis.rollup.rebuild``),
    1-minute rollups for the 6 hours before, 1-hour rollups for 15 days, 300 vehicles; then
-   materialises the KPIs (``dashboard.kpis.materialise.sync_definitions``) like the ingestor's job.
+   materialises the KPIs (``kpis.materialise.sync_definitions``) like the ingestor's job.
 4. Times every interaction the way its Dash callback or API route runs it (same functions,
    in-process, the server-side cache cleared before each sample so each is computed), on
    distinct frames, and measures the response body: the map frame (districts choropleth, roads
@@ -38,13 +38,13 @@ import numpy as np  # noqa: E402
 from dash._utils import to_json  # noqa: E402
 import psycopg  # noqa: E402
 
-from dashboard.kpis import materialise  # noqa: E402
-from dashboard.kpis.catalogue import load_catalogue  # noqa: E402
-from ingest import rollup  # noqa: E402
+from kpis import materialise  # noqa: E402
+from kpis.catalogue import load_catalogue  # noqa: E402
+from kpis import rollup  # noqa: E402
 from ingest.migrate import migrate  # noqa: E402
-from ingest.rollup import HOUR, MINUTE, floor_time  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
-from ingest.stack import LocalPostgres, free_port  # noqa: E402
+from core.timebuckets import HOUR, MINUTE, floor_time  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from devtools.stack import LocalPostgres, free_port  # noqa: E402
 
 SECTION = "Planner explorer"
 PROFILE = "--profile" in sys.argv
@@ -154,7 +154,7 @@ def _run(pg, root: Path, samples: int, smoke: bool) -> dict:
         cat = load_catalogue(pack_dir)
         # The KPIs of this city's sensors (traffic counters, noise meters), vehicles and data health
         # (sensors_reporting and co., rebuilt in slices that keep the distinct (bucket, sensor) pairs in
-        # memory: dashboard.kpis.materialise.health_slice).
+        # memory: kpis.materialise.health_slice).
         cat = dataclasses.replace(cat, kpis={k.id: k for k in cat if k.formula.source in ("vehicles", "health") or (
             k.formula.source == "readings" and set(k.formula.kinds) & {"traffic_counter", "noise"})})
         log(f"materialising {', '.join(cat.kpis)}")

@@ -40,7 +40,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from ingest.migrate import migrate  # noqa: E402
-from ingest.stack import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
+from devtools.stack import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
 
 TOPIC = "city/mobility/traffic_counter/{}"
 MAX_OUTSTANDING = 20_000

@@ -1,13 +1,13 @@
 """KPI engine benchmark: ``.venv/bin/python bench/kpi.py [--sensors 1000] [--days 30]``.
 
-1. Starts a throw-away TimescaleDB (ingest.stack.LocalPostgres, the stack's
+1. Starts a throw-away TimescaleDB (devtools.stack.LocalPostgres, the stack's
    own tuning) in a temporary folder and applies the migrations.
 2. Generates ``--days`` of history for ``--sensors`` sensors at one reading
    a minute (bike docks send two: bikes and free docks), **in SQL**
    (``generate_series``, one day per statement) - not through the simulator's
    backfill - plus two days of vehicle positions (100 vehicles, every 30 s)
-   and dead letters; rolls every day up as it goes (``ingest.rollup.rebuild``)
-   and materialises the KPI series (``dashboard.kpis.materialise``).
+   and dead letters; rolls every day up as it goes (``kpis.rollup.rebuild``)
+   and materialises the KPI series (``kpis.materialise``).
    ``--data backfill`` writes the history with the simulator's backfill instead
    (``ingest/simulate/backfill.py``: demo-city sensors with their own metrics,
    one report a minute, through ``BatchWriter``; more rows per sensor than the
@@ -42,13 +42,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
-from dashboard.kpis import evaluate, materialise  # noqa: E402
-from dashboard.kpis.catalogue import load_catalogue  # noqa: E402
-from ingest import rollup  # noqa: E402
+from kpis import evaluate, materialise  # noqa: E402
+from kpis.catalogue import load_catalogue  # noqa: E402
+from kpis import rollup  # noqa: E402
 from ingest.jobs import JobRunner  # noqa: E402
 from ingest.migrate import migrate  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
-from ingest.stack import LocalPostgres, free_port  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from devtools.stack import LocalPostgres, free_port  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## KPI engine"
@@ -467,7 +467,7 @@ def report(r: dict, args) -> str:
         f"`.venv/bin/python bench/kpi.py --sensors {args.sensors} --days {args.days}` on "
         f"{datetime.now(timezone.utc):%Y-%m-%d}; machine: {cpu} cores ({model or platform.processor()}), "
         f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, TimescaleDB Apache "
-        "edition with the local stack's settings (`ingest/stack/postgres.py`).", "",
+        "edition with the local stack's settings (`devtools/stack/postgres.py`).", "",
         (f"Data, generated in SQL with `generate_series` (not the simulator's backfill): {r['sensors']} sensors, "
          f"{r['days']} days at one reading a minute (bike docks two), {r['readings']:,} readings "
          if r.get("data", "sql") == "sql" else
@@ -480,7 +480,7 @@ def report(r: dict, args) -> str:
         f"Loading took {r['load_s']:.0f} s, "
         f"rolling up {r['rollup_s']:.0f} s, materialising the KPI series {r['materialise_s']:.0f} s.", "",
         f"The wall's full KPI set ({r['kpis']} KPIs: current value, value per district, 24-hour series at "
-        "1-minute resolution), as `citydash_reader`, `dashboard.kpis.evaluate.wall()`:", "",
+        "1-minute resolution), as `citydash_reader`, `kpis.evaluate.wall()`:", "",
         "| source | runs | median | p95 |", "|---|---|---|---|",
         f"| rollups + materialised series | {rolled['n']} | {rolled['median_ms']:.1f} ms | {rolled['p95_ms']:.1f} ms |",
         f"| raw readings | {raw['n']} | {raw['median_ms']:.1f} ms | {raw['p95_ms']:.1f} ms |", "",

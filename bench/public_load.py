@@ -1,6 +1,6 @@
 """Public view load benchmark: ``.venv/bin/python bench/public_load.py [--record]``.
 
-1. Starts a throw-away TimescaleDB (``ingest.stack.LocalPostgres``) in a
+1. Starts a throw-away TimescaleDB (``devtools.stack.LocalPostgres``) in a
    temporary folder, applies the migrations and writes 24 hours of
    materialised 1-minute KPI values (every catalogue KPI, the demo city's
    20 districts and the city; ``generate_series`` in SQL).
@@ -136,7 +136,7 @@ def seed(url: str) -> tuple[list[str], list[str]]:
     """Demo districts and 24 h of 1-minute KPI values; returns (public KPI ids, areas)."""
     import psycopg
 
-    from dashboard.kpis.catalogue import load_catalogue
+    from kpis.catalogue import load_catalogue
     from layers.pack import load_pack
 
     pack = load_pack(str(ROOT / "layers" / "demo_city"))
@@ -217,7 +217,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     from ingest.migrate import migrate
-    from ingest.stack import LocalPostgres, free_port, wait_for_port
+    from devtools.stack import LocalPostgres, free_port, wait_for_port
 
     root = Path(tempfile.mkdtemp(prefix="citydash-bench-public-"))
     os.chmod(root, 0o755)

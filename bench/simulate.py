@@ -37,7 +37,7 @@ from ingest.simulate.city import load_city  # noqa: E402
 from ingest.simulate.encoders import Encoder, parse_formats  # noqa: E402
 from ingest.simulate.publisher import messages, run_connections  # noqa: E402
 from ingest.simulate.world import World  # noqa: E402
-from ingest.stack import LocalMosquitto, free_port  # noqa: E402
+from devtools.stack import LocalMosquitto, free_port  # noqa: E402
 
 FORMATS = "native=70,senml=10,ngsi=10,ttn=10"
 

@@ -41,10 +41,10 @@ import psycopg  # noqa: E402
 
 from bench import kpi as kpi_bench  # noqa: E402
 from bench.record import record  # noqa: E402
-from ingest import rollup  # noqa: E402
+from kpis import rollup  # noqa: E402
 from ingest.migrate import migrate  # noqa: E402
-from ingest.settings import Settings  # noqa: E402
-from ingest.stack import LocalPostgres, free_port  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from devtools.stack import LocalPostgres, free_port  # noqa: E402
 
 SECTION = "Wall soak"
 PACK = ROOT / "layers" / "demo_city"
@@ -80,8 +80,8 @@ def pct(samples, q) -> float:
 
 def build_data(pg_url: str, sensors: int, days: int, settings: Settings) -> dict:
     """The KPI benchmark's data, with the demo city's district and road ids."""
-    from dashboard.kpis import materialise
-    from dashboard.kpis.catalogue import load_catalogue
+    from kpis import materialise
+    from kpis.catalogue import load_catalogue
 
     districts = json.loads((PACK / "districts.geojson").read_text())["features"]
     now = datetime.now(timezone.utc)
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
             feeder.stop.set()
         if http is not None:
             http.shutdown()
-        from dashboard.db import close_all
+        from core.db import close_all
 
         close_all()
         pg.remove()

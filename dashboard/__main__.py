@@ -17,7 +17,7 @@ import sys
 import psycopg
 
 from dashboard.auth import users
-from ingest.settings import get_settings
+from core.settings import get_settings
 
 
 def _password(args) -> str:

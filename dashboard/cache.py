@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 
 from flask_caching.backends import RedisCache, SimpleCache
 
-from ingest.settings import Settings
+from core.settings import Settings
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from dash import dcc, html
 from dashboard import cache, state
 from dashboard.api import BLUEPRINT as API_V1
 from dashboard.layer_files import BLUEPRINT as LAYER_FILES
-from ingest.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

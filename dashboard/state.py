@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from dashboard.city import city as load_city
-from dashboard.db import pool
-from dashboard.kpis.catalogue import Catalogue, load_catalogue
+from core.db import pool
+from kpis.catalogue import Catalogue, load_catalogue
 from dashboard.queries.status import DatabaseStatus, broker_status, database_status
-from ingest.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 BROKER_PROBE_TTL_S = 10.0
 

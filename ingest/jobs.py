@@ -4,15 +4,15 @@
 as ``citydash_ingest``:
 
 * every ``rollup_interval_s``: rolls up the 1-minute buckets the ingestor
-  touched (:func:`ingest.rollup.refresh`), brings the materialised KPI
-  series up to date (:mod:`dashboard.kpis.materialise`, rebuilding KPIs
+  touched (:func:`kpis.rollup.refresh`), brings the materialised KPI
+  series up to date (:mod:`kpis.materialise`, rebuilding KPIs
   whose definition changed);
 * every ``retention_interval_s``: drops expired chunks
-  (:func:`ingest.rollup.apply_retention`) and deletes audit-log entries and
+  (:func:`kpis.rollup.apply_retention`) and deletes audit-log entries and
   dead letters older than ``audit_retention_days`` / ``dead_letter_retention_days``
   (``purge_audit_log``, ``purge_dead_letters``);
 * every ``alert_interval_s``: evaluates alerts
-  (:func:`dashboard.kpis.alerts.evaluate_alerts`) and publishes changed
+  (:func:`kpis.alerts.evaluate_alerts`) and publishes changed
   alerts on MQTT (``city/alerts/...``).
 
 Each job holds a PostgreSQL advisory lock while it runs, so several
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import psycopg
 
-from ingest import rollup
-from ingest.settings import Settings, get_settings
+from kpis import rollup
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class JobRunner:
         """The KPI catalogue of the city pack, reloaded when its files change; None while invalid."""
         if self._fixed_catalogue:
             return self._catalogue
-        from dashboard.kpis.catalogue import DEFAULT_FILE, CatalogueError, pack_info, load_catalogue
+        from kpis.catalogue import DEFAULT_FILE, CatalogueError, pack_info, load_catalogue
 
         pack = Path(self.settings.city_pack)
         try:
@@ -100,7 +100,7 @@ class JobRunner:
     @property
     def publisher(self):
         if self._publisher is None:
-            from dashboard.kpis.alerts import MqttPublisher
+            from kpis.alerts import MqttPublisher
 
             self._publisher = MqttPublisher(self.settings.mqtt_url,
                                             f"{self.settings.mqtt_client_id}-alerts")
@@ -124,8 +124,8 @@ class JobRunner:
     # -- jobs ---------------------------------------------------------------------
     def rollup(self, now: datetime | None = None) -> dict:
         """Roll up pending buckets, then refresh the materialised KPI series."""
-        from dashboard.kpis import materialise
-        from dashboard.kpis.evaluate import load_registry
+        from kpis import materialise
+        from kpis.evaluate import load_registry
 
         conn = self.connect()
         now = now or datetime.now(timezone.utc)
@@ -164,7 +164,7 @@ class JobRunner:
         return dropped
 
     def alerts(self, now: datetime | None = None) -> dict:
-        from dashboard.kpis.alerts import evaluate_alerts, publish_changes
+        from kpis.alerts import evaluate_alerts, publish_changes
 
         conn = self.connect()
         s = self.settings

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from ingest import metrics
-from ingest.dberrors import is_transient
+from core.dberrors import is_transient
 from ingest.decoders.base import DecodeError
 from ingest.writer import BatchWriter, Entry, WriteResult
 

@@ -34,7 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest import worker
 from ingest.mqtt_client import BufferedClient
 from ingest.router import DEFAULT_ROUTES, Router, parse_routes
-from ingest.settings import Settings, get_settings, mask_url
+from core.settings import Settings, get_settings, mask_url
 from ingest.writer import WriteResult
 
 log = logging.getLogger(__name__)

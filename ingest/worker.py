@@ -34,7 +34,7 @@ from ingest.city import city_bbox
 from ingest.decoders.base import DecodeContext, DecodeError, Message
 from ingest.pipeline import Pipeline, oldest_allowed
 from ingest.router import DEFAULT_ROUTES, Router, parse_routes
-from ingest.settings import Settings
+from core.settings import Settings
 from ingest.validate import ValidationContext
 from ingest.writer import BatchWriter, Entry, WriteResult
 
@@ -198,7 +198,7 @@ def main(settings: Settings, inbox, outbox) -> None:
     # Ctrl-C and SIGTERM go to the MQTT process, which flushes us with "stop".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from ingest.logs import setup_logging
+    from core.logs import setup_logging
 
     setup_logging(settings)
     worker = Worker(settings, outbox.send)

@@ -114,9 +114,9 @@ COMMANDS = {"check": cmd_check, "build": cmd_build, "load": cmd_load, "demo": cm
 
 
 def database_url() -> str:
-    """The owner database URL: ``ingest.settings`` when importable, else CITYDASH_DATABASE_URL."""
+    """The owner database URL: ``core.settings`` when importable, else CITYDASH_DATABASE_URL."""
     try:
-        from ingest.settings import get_settings
+        from core.settings import get_settings
     except ImportError:
         url = os.environ.get("CITYDASH_DATABASE_URL")
         if not url:

@@ -14,7 +14,7 @@ twice changes nothing (and reports every row as unchanged).
 Rows that are in the database but not in the pack are left alone (sensors may
 have readings); :class:`StoreResult` counts them.
 
-The GTFS timetable (the KPI engine's planned vehicles, :mod:`dashboard.kpis.schedule`) is
+The GTFS timetable (the KPI engine's planned vehicles, :mod:`kpis.schedule`) is
 stored whole: ``transit_trips`` (each trip's route, service and span), ``transit_calendar``,
 ``transit_calendar_dates`` and ``transit_frequencies``, with the feed's fingerprint in
 ``transit_feed``.  When the fingerprint differs the four tables are replaced (trips no longer

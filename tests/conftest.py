@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.settings import Settings
-from ingest.stack import LocalMosquitto, LocalPostgres, LocalRedis, StackError, free_port
+from core.settings import Settings
+from devtools.stack import LocalMosquitto, LocalPostgres, LocalRedis, StackError, free_port
 
 TEMPLATE = "citydash_template"
 # Processes the tests start (gunicorn in test_app_server.py) serve without

@@ -20,9 +20,9 @@ from dashboard import i18n
 from dashboard.api import context
 from dashboard.api.writers import (cell, csv_chunks, feature_collection, frame_csv_chunks, json_chunks,
                                    json_records)
-from dashboard.kpis import evaluate
+from kpis import evaluate
 from dashboard.queries import explore as q
-from ingest.rollup import HOUR, MINUTE, ceil_time, floor_time
+from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
 
 BLUEPRINT = flask.Blueprint("citydash_api", __name__, url_prefix="/api/v1")
 RESOLUTIONS = {"raw": MINUTE, "1m": MINUTE, "1h": HOUR}
@@ -216,7 +216,7 @@ def kpi_series(kpi_id: str):
             settings = context.settings()
 
             def chunks():  # formatted by the database, streamed (no Python object per row)
-                from dashboard.db import pool
+                from core.db import pool
 
                 with pool(settings).connection() as conn:
                     yield from q.materialised_series_csv(conn, kpi.id, res, scope, a, b, scope_id)
@@ -369,7 +369,7 @@ def sensor_readings(external_id: str):
     settings = context.settings()
 
     def rows():
-        from dashboard.db import pool
+        from core.db import pool
 
         with pool(settings).connection() as conn, conn.transaction():
             yield from q.iter_readings(conn, [sensor_id], start, end)

@@ -8,8 +8,8 @@ import flask
 import orjson
 
 from dashboard import i18n
-from dashboard.db import pool
-from dashboard.kpis.catalogue import Catalogue
+from core.db import pool
+from kpis.catalogue import Catalogue
 from dashboard.state import runtime
 
 

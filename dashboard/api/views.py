@@ -20,7 +20,7 @@ from dash import dcc, html
 from dashboard import cache, i18n
 from dashboard.api import context
 from dashboard.figures import explore as fig
-from dashboard.kpis import evaluate
+from kpis import evaluate
 from dashboard.queries import explore as q
 from dashboard.state import runtime
 

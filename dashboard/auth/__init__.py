@@ -91,7 +91,7 @@ def _current_role(name: str) -> str | None:
     if hit and now - hit[0] < ROLE_RECHECK_S:
         return hit[1]
     from dashboard.auth.users import role_of
-    from dashboard.db import pool
+    from core.db import pool
 
     try:
         with pool(_settings()).connection() as conn:
@@ -167,7 +167,7 @@ def audit(action: str, detail: dict, *, user: User | None = None) -> None:
     Raises when the row cannot be written: an action that must be audited
     (an export, an acknowledgement) should not go ahead unrecorded.
     """
-    from dashboard.db import pool
+    from core.db import pool
 
     who = user or current_user()
     addr = flask.request.remote_addr if _in_request() else None

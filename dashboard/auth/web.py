@@ -148,7 +148,7 @@ def login():
         return login_page(locale, target, i18n.t("auth.error.expired", locale), 400)
     name = request.form.get("name", "")[:100]
     password = request.form.get("password", "")[:2000]
-    from dashboard.db import pool
+    from core.db import pool
 
     try:
         with pool(_settings()).connection() as conn:

@@ -22,8 +22,8 @@ from dash import Patch
 
 from dashboard import i18n
 from dashboard.figures import basemap
-from dashboard.kpis.alerts import HEALTH_KPIS, LEVELS
-from dashboard.kpis.catalogue import Kpi
+from kpis.alerts import HEALTH_KPIS, LEVELS
+from kpis.catalogue import Kpi
 
 COLOURS = {"ok": "#56B4E9", "warning": "#E69F00", "critical": "#D55E00", "unknown": "#8b949e"}
 ICONS = {"ok": "●", "warning": "▲", "critical": "◆", "unknown": "○"}

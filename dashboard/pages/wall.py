@@ -21,10 +21,10 @@ import dash
 from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html
 
 from dashboard import cache, i18n
-from dashboard.db import pool
+from core.db import pool
 from dashboard.figures import basemap
 from dashboard.figures import wall as fig
-from dashboard.kpis.catalogue import Catalogue
+from kpis.catalogue import Catalogue
 from dashboard.layer_files import layer_geojson, layer_url, manifest
 from dashboard.queries import wall as q
 from dashboard.state import catalogue_of, runtime

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from dashboard import i18n
 from dashboard.figures.basemap import base_layers, map_layout
-from dashboard.kpis.catalogue import Kpi
+from kpis.catalogue import Kpi
 from dashboard.public.queries import Point, Snapshot
 
 SEPARATORS = {"pt-BR": ",.", "en": ".,", "ja": ".,"}

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from dash import dcc, html
 
 from dashboard import i18n
-from dashboard.kpis.catalogue import Catalogue
+from kpis.catalogue import Catalogue
 from dashboard.public import figures
 from dashboard.public.queries import Snapshot
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 
 from dashboard import cache
-from dashboard.kpis.catalogue import Catalogue
+from kpis.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def publish(conn: psycopg.Connection, settings) -> int:
 
 def ensure_published(settings) -> None:
     """``publish`` once per process and database (retried on the next refresh when it failed)."""
-    from dashboard.db import pool
+    from core.db import pool
 
     key = settings.role_url("reader")
     with _published_lock:
@@ -213,7 +213,7 @@ class PublicData:
         self._failure = None
 
     def refresh(self) -> Snapshot:
-        from dashboard.db import pool
+        from core.db import pool
 
         ensure_published(self.settings)
         with pool(self.settings, "public").connection() as conn:

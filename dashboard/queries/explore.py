@@ -8,7 +8,7 @@
   engine's choice: raw up to 2 h, 1 minute up to 3 days, 1 hour beyond) and
   its replay frames.
 * The data functions take a psycopg connection (role ``citydash_reader``) and
-  reuse the KPI engine (:mod:`dashboard.kpis.evaluate`) for every KPI value.
+  reuse the KPI engine (:mod:`kpis.evaluate`) for every KPI value.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import pandas as pd
 import psycopg
 import psycopg.sql
 
-from dashboard.kpis import evaluate
-from dashboard.kpis.catalogue import Catalogue, Kpi
-from ingest.rollup import HOUR, MINUTE, ceil_time, floor_time
+from kpis import evaluate
+from kpis.catalogue import Catalogue, Kpi
+from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
           "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
@@ -469,8 +469,8 @@ def materialised_series_csv(conn: psycopg.Connection, kpi: str, resolution: str,
     formatted by PostgreSQL (``COPY ... TO STDOUT``) and streamed in chunks of about ``chunk`` bytes.
 
     The same text as :func:`dashboard.api.writers.frame_csv_chunks` of
-    :func:`dashboard.kpis.evaluate.read_materialised` (same rows, order, times, float digits), without
-    a Python object per row.  The caller checks :func:`dashboard.kpis.evaluate.materialised_usable`."""
+    :func:`kpis.evaluate.read_materialised` (same rows, order, times, float digits), without
+    a Python object per row.  The caller checks :func:`kpis.evaluate.materialised_usable`."""
     table = {"1m": "kpi_1m", "1h": "kpi_1h"}[resolution]
     query = psycopg.sql.SQL(
         "COPY (SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS bucket, "

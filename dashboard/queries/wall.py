@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from dashboard.kpis import evaluate
-from dashboard.kpis.alerts import raw_level, rule_for
-from dashboard.kpis.catalogue import Catalogue, Kpi
+from kpis import evaluate
+from kpis.alerts import raw_level, rule_for
+from kpis.catalogue import Catalogue, Kpi
 
 VIEWS = ("overview", "mobility", "transport", "infrastructure")
 OVERVIEW = ("congestion_index", "parking_occupancy", "on_time_performance", "air_quality_index",

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import numpy as np
 import psycopg
 
-from ingest.settings import mask_url
+from core.settings import mask_url
 
 log = logging.getLogger("ingest.simulate")
 

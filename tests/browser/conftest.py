@@ -11,6 +11,6 @@ def dashboard_app(settings):
     """The real dashboard app, pointed at this test's database and the session broker."""
     app = create_app(settings)
     yield app
-    from dashboard.db import close_all
+    from core.db import close_all
 
     close_all()

@@ -19,7 +19,7 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ingest.settings import Settings
+from core.settings import Settings
 from tests.auth_tools import add_user, login
 from tests.integration.test_api import PASSWORD, seed_city
 
@@ -45,7 +45,7 @@ def make_app(city, mqtt_broker, web_layers_dir, **extra):
 
 @pytest.fixture
 def app(city, mqtt_broker, web_layers_dir):
-    from dashboard.db import close_all
+    from core.db import close_all
 
     yield make_app(city, mqtt_broker, web_layers_dir)
     close_all()
@@ -224,7 +224,7 @@ def test_bad_url_values_give_translated_messages(dash_duo, app):
 
 
 def test_export_csv_equals_the_database(dash_duo, city, mqtt_broker, web_layers_dir):
-    from dashboard.db import close_all
+    from core.db import close_all
 
     add_user(city.db_url, "planner-export", PASSWORD, "planner")
     app = make_app(city, mqtt_broker, web_layers_dir, auth_mode="builtin", secret_key="k" * 40,

@@ -12,7 +12,7 @@ PASSWORD = "a very good password"
 
 @pytest.fixture
 def auth_app(settings):
-    from dashboard.db import close_all
+    from core.db import close_all
     from dashboard.server import create_app
 
     app = create_app(with_sign_in(settings))

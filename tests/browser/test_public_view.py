@@ -18,7 +18,7 @@ AXE = ROOT / "var" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 
 def _axe_source() -> str:
     if not AXE.is_file():
-        pytest.fail(f"{AXE.relative_to(ROOT)} is missing: run `make deps` (ingest/stack/install.sh "
+        pytest.fail(f"{AXE.relative_to(ROOT)} is missing: run `make deps` (devtools/stack/install.sh "
                     "fetches axe-core with `npm pack`)", pytrace=False)
     return AXE.read_text(encoding="utf-8")
 
@@ -26,7 +26,7 @@ def _axe_source() -> str:
 @pytest.fixture
 def public_app(settings, db_url):
     from dashboard import cache
-    from dashboard.db import close_all
+    from core.db import close_all
     from dashboard.server import create_app
 
     seed_public(db_url)

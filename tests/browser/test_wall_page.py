@@ -20,9 +20,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboard import i18n
 from dashboard.city import city
-from dashboard.kpis.catalogue import load_catalogue
+from kpis.catalogue import load_catalogue
 from dashboard.server import create_app
-from ingest import rollup
+from kpis import rollup
 from tests.integration.kpi_data import insert, now_minute, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def wall_settings(settings, **changes):
 @pytest.fixture
 def wall_app(settings):
     from dashboard import cache
-    from dashboard.db import close_all
+    from core.db import close_all
 
     apps = []
 

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 from dashboard import i18n
 from dashboard.city import city
 from dashboard.server import create_app
-from ingest.stack import free_port
+from devtools.stack import free_port
 from tests.browser.test_wall_page import fill_city
 from tests.integration.kpi_data import insert
 
@@ -24,7 +24,7 @@ def serve(settings, port: int):
 
 
 def test_wall_recovers_after_a_server_restart(dash_duo, settings, db_url):
-    from dashboard.db import close_all
+    from core.db import close_all
 
     fill_city(db_url)
     wall = settings.model_copy(update={"wall_refresh_s": 1, "wall_stale_after_s": 3600})

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dashboard.kpis.catalogue import DEFAULT_FILE, parse_catalogue
+from kpis.catalogue import DEFAULT_FILE, parse_catalogue
 
 METRICS = ["flow", "speed", "occupancy", "bikes", "free_docks", "pm25", "pm10", "no2", "o3", "laeq", "kw",
            "pressure", "fault", "fill"]

@@ -18,10 +18,11 @@ from functools import lru_cache
 import psycopg
 import pytest
 
-from dashboard.kpis import evaluate, materialise
-from dashboard.kpis.catalogue import load_catalogue
-from ingest import rollup
-from ingest.settings import Settings
+from kpis import evaluate, materialise
+from kpis.catalogue import load_catalogue
+from core import timebuckets
+from kpis import rollup
+from core.settings import Settings
 from layers import DEMO_CITY
 from layers.pack import load_pack
 from layers.store import store_pack
@@ -117,7 +118,7 @@ def city(pg_server) -> City:
 
 @pytest.fixture(scope="module")
 def api(city, mqtt_broker, web_layers_dir):
-    from dashboard.db import close_all
+    from core.db import close_all
     from dashboard.server import create_app
 
     add_user(city.db_url, "pat", PASSWORD, "planner")
@@ -495,7 +496,7 @@ def test_layers_with_then_carry_the_difference_the_map_shows(api, city):
     login_client(client, "vic")
     districts = client.get(geojson_href).get_json()["features"]
     with api.test_request_context("/"), reader(city.db_url) as conn:
-        frame = lambda t: q.Window(t, t + rollup.MINUTE, "1m", rollup.MINUTE)  # noqa: E731
+        frame = lambda t: q.Window(t, t + timebuckets.MINUTE, "1m", timebuckets.MINUTE)  # noqa: E731
         now_values = q.scope_values(conn, cat, state.kpi, "district", at, frame(at))
         then_values = q.scope_values(conn, cat, state.kpi, "district", then, frame(then))
     expected = q.difference(now_values, then_values).set_index("scope_id")

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ingest.stack import free_port, wait_for_port
+from devtools.stack import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

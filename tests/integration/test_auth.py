@@ -33,7 +33,7 @@ def app(auth_settings):
 
     yield app
     forget_roles()
-    from dashboard.db import close_all
+    from core.db import close_all
 
     close_all()
 

@@ -14,7 +14,7 @@ def app(settings):
     app = create_app(with_sign_in(settings))
     yield app
     from dashboard.auth import forget_roles
-    from dashboard.db import close_all
+    from core.db import close_all
 
     forget_roles()
     close_all()

@@ -1,4 +1,4 @@
-"""``make run`` creates one demo user per role on a stack without users, once (ingest/devrun.py)."""
+"""``make run`` creates one demo user per role on a stack without users, once (devtools/devrun.py)."""
 from __future__ import annotations
 
 import stat
@@ -6,7 +6,7 @@ import stat
 import psycopg
 
 from dashboard.auth import users
-from ingest.devrun import DEMO_USERS, _demo_users
+from devtools.devrun import DEMO_USERS, _demo_users
 
 
 def test_demo_users_created_once_with_working_passwords(settings, tmp_path, capsys):

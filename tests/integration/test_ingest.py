@@ -11,7 +11,7 @@ import pytest
 
 from ingest.migrate import migrate
 from ingest.service import IngestService
-from ingest.stack import LocalMosquitto, LocalPostgres, free_port
+from devtools.stack import LocalMosquitto, LocalPostgres, free_port
 from tests.conftest import _tempdir
 from tests.integration.mqtt_tools import (IngestProcess, count, ingest_env, native_messages,
                                           publish_all, wait_for_count,

@@ -10,10 +10,11 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from dashboard.kpis.alerts import evaluate_alerts
-from ingest import rollup
+from kpis.alerts import evaluate_alerts
+from core import timebuckets
+from kpis import rollup
 from ingest.jobs import JobRunner
-from ingest.settings import Settings
+from core.settings import Settings
 from tests.integration.kpi_data import DEFAULT_FILE, catalogue, insert, now_minute, seed
 
 
@@ -226,7 +227,7 @@ def test_sensor_health_alerts(db_url):
 
 
 def test_anomaly_against_same_hour_of_week(db_url):
-    hour = rollup.floor_time(now_minute(), rollup.HOUR) - timedelta(hours=2)
+    hour = timebuckets.floor_time(now_minute(), timebuckets.HOUR) - timedelta(hours=2)
     base = hour + timedelta(minutes=20)  # both evaluations below fall in the same hour of the week
     cat = only("energy_demand", energy_demand={"alert": {"min_duration": "0s"}})
     history = [100.0, 102.0, 98.0, 101.0, 99.0, 103.0, 97.0, 100.0]

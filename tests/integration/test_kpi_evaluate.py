@@ -7,9 +7,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from dashboard.kpis import evaluate, materialise
-from ingest import rollup
-from ingest.settings import Settings
+from kpis import evaluate, materialise
+from kpis import rollup
+from core.settings import Settings
 from tests.integration.kpi_data import catalogue, insert, now_minute, seed
 
 SENSORS = [

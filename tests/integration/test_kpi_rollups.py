@@ -7,10 +7,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from ingest import rollup
+from core import timebuckets
+from kpis import rollup
 from ingest.decoders.base import Decoded, Message, Reading, VehiclePosition
 from ingest.jobs import JobRunner
-from ingest.settings import Settings
+from core.settings import Settings
 from ingest.writer import BatchWriter, Entry
 from tests.integration.kpi_data import (catalogue, insert, now_minute, raw_1h, raw_1m, same, seed,
                                         spaced, table)
@@ -91,24 +92,24 @@ def test_late_data_reaggregates_only_touched_buckets(db_url):
     finally:
         writer.close()
     assert result.readings == 3 and result.duplicates == 1
-    touched_minutes = {rollup.floor_time(t, rollup.MINUTE) for t in (late_a, late_b, gap)}
+    touched_minutes = {timebuckets.floor_time(t, timebuckets.MINUTE) for t in (late_a, late_b, gap)}
 
     with psycopg.connect(ingest_url(db_url), autocommit=True) as conn:
         pending = {r[0] for r in conn.execute("SELECT bucket FROM rollup_pending").fetchall()}
         assert pending == touched_minutes
         refreshed = rollup.refresh(conn)
         assert set(refreshed.minutes) == touched_minutes
-        assert set(refreshed.hours) == {rollup.floor_time(m, rollup.HOUR) for m in touched_minutes}
+        assert set(refreshed.hours) == {timebuckets.floor_time(m, timebuckets.HOUR) for m in touched_minutes}
         after_1m, after_1h = snapshot(conn, "readings_1m"), snapshot(conn, "readings_1h")
         assert same(table(conn, "readings_1m"), raw_1m(conn))
         assert same(table(conn, "readings_1h"), raw_1h(conn))
 
-    touched = {(m, ids["tc-1"], mids["flow"]) for m in touched_minutes if m != rollup.floor_time(gap, rollup.MINUTE)}
-    new_key = (rollup.floor_time(gap, rollup.MINUTE), ids["nz-1"], mids["laeq"])
+    touched = {(m, ids["tc-1"], mids["flow"]) for m in touched_minutes if m != timebuckets.floor_time(gap, timebuckets.MINUTE)}
+    new_key = (timebuckets.floor_time(gap, timebuckets.MINUTE), ids["nz-1"], mids["laeq"])
     changed = {k for k in after_1m if before_1m.get(k) != after_1m[k]}
     assert changed == touched | {new_key}  # every other row, even in the touched minutes, untouched
     assert set(after_1m) == set(before_1m) | {new_key}
-    hours_touched = {(rollup.floor_time(k[0], rollup.HOUR), k[1], k[2]) for k in changed}
+    hours_touched = {(timebuckets.floor_time(k[0], timebuckets.HOUR), k[1], k[2]) for k in changed}
     changed_1h = {k for k in after_1h if before_1h.get(k) != after_1h[k]}
     assert changed_1h == hours_touched
 

@@ -13,9 +13,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from dashboard.kpis import evaluate, materialise
-from dashboard.kpis.catalogue import load_catalogue
-from ingest.settings import Settings
+from kpis import evaluate, materialise
+from kpis.catalogue import load_catalogue
+from core.settings import Settings
 from ingest.simulate.city import load_city
 from ingest.simulate.vehicles import Fleet
 from layers import DEMO_CITY

@@ -101,7 +101,7 @@ def test_cli_load_writes_database_and_web_layers(db_url, tmp_path, capsys):
 
 
 def test_cli_load_uses_citydash_database_url(db_url, tmp_path, monkeypatch, capsys):
-    from ingest.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("CITYDASH_DATABASE_URL", db_url)
     get_settings.cache_clear()

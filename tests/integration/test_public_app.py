@@ -23,7 +23,7 @@ def app(settings, db_url):
                                   public_rate_limit="1000 per minute"))
     cache.clear()
     yield app
-    from dashboard.db import close_all
+    from core.db import close_all
 
     close_all()
 
@@ -241,7 +241,7 @@ def test_malformed_callback_bodies_get_a_view_not_an_error(app, inputs, state):
 
 def test_database_down_gives_a_translated_message(settings):
     """No database: the page and the view say so in the viewer's language; no traceback, no 500."""
-    from ingest.stack import free_port
+    from devtools.stack import free_port
 
     down = settings.model_copy(update={"database_url": f"postgresql://citydash@127.0.0.1:{free_port()}/citydash"})
     app = create_app(down)
@@ -263,7 +263,7 @@ def test_database_down_gives_a_translated_message(settings):
         assert second.value is first.value and data.refreshes == 0
         assert "Traceback" not in view.get_data(as_text=True)
     finally:  # no pool left retrying the dead address after the test
-        from dashboard.db import close_all
+        from core.db import close_all
 
         app.public_app.public_data.stop()
         close_all()

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from dashboard.kpis.catalogue import load_catalogue
+from kpis.catalogue import load_catalogue
 from dashboard.public.queries import public_entries, publish, snapshot
-from ingest.settings import replace_user
+from core.settings import replace_user
 
 
 DISTRICTS = {"pascoal-ramos": "Pascoal Ramos", "centro-sul": "Centro-Sul", "tiny": "Tiny"}

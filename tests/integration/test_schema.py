@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from ingest.migrate import current_version, discover, migrate
-from ingest.settings import Settings
+from core.settings import Settings
 
 
 def test_migrations_are_idempotent(db_url):

@@ -9,7 +9,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.migrate import migrate
-from ingest.stack import LocalMosquitto, LocalPostgres, free_port
+from devtools.stack import LocalMosquitto, LocalPostgres, free_port
 
 
 def test_postgres_restarts_with_its_data(tmp_path_factory):

@@ -8,10 +8,10 @@ import flask
 import psycopg
 import pytest
 
-from dashboard.kpis import evaluate
+from kpis import evaluate
 from dashboard.queries import wall as q
-from ingest import rollup
-from ingest.settings import Settings
+from kpis import rollup
+from core.settings import Settings
 from tests.integration.kpi_data import catalogue, insert, now_minute, seed
 
 SENSORS = [("p1", "parking", "d1", {"capacity": 100}), ("p2", "parking", "d2", {"capacity": 300}),
@@ -123,14 +123,14 @@ def test_only_operators_may_acknowledge(city, settings):
         assert conn.execute("SELECT state, acknowledged_by FROM alerts WHERE id = %s", (alert,)).fetchone() == \
             ("acknowledged", "otto")
         assert conn.execute("SELECT actor FROM audit_log WHERE action = 'alert.acknowledge'").fetchall() == [("otto",)]
-    from dashboard.db import close_all
+    from core.db import close_all
 
     close_all()
 
 
 def test_fifty_screens_cost_one_computation(city, settings, monkeypatch):
     from dashboard import cache
-    from dashboard.db import close_all
+    from core.db import close_all
     from dashboard.server import create_app
 
     create_app(settings)
@@ -166,7 +166,7 @@ def test_screens_never_wait_for_a_recomputation(settings, monkeypatch):
     """Stale-while-revalidate over ``bucketed``: the previous bucket's value at once, the new one in the
     background, computed once; nothing older than one bucket is ever shown."""
     from dashboard import cache
-    from dashboard.db import close_all
+    from core.db import close_all
     from dashboard.server import create_app
 
     create_app(settings)

@@ -7,11 +7,11 @@ import pytest
 
 from dashboard.auth.users import ROLES, User, UserError, check_name, check_password, check_role
 from dashboard.auth.web import is_open, safe_next
-from dashboard.kpis.catalogue import load_catalogue
+from kpis.catalogue import load_catalogue
 from dashboard.public import figures, layout
 from dashboard.public.queries import Point, PublicKpi, Snapshot, public_entries
 from dashboard.security import HeaderPolicy, check_debug, debug_allowed
-from ingest.settings import Settings
+from core.settings import Settings
 
 
 @pytest.mark.parametrize("role,allowed", [

@@ -1,9 +1,9 @@
-"""The threshold state machine: hysteresis, minimum duration, escalation (dashboard.kpis.alerts)."""
+"""The threshold state machine: hysteresis, minimum duration, escalation (kpis.alerts)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dashboard.kpis.alerts import Rule, Track, held_level, raw_level, same_hour_of_week, step, topic_for
+from kpis.alerts import Rule, Track, held_level, raw_level, same_hour_of_week, step, topic_for
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 LOWER = Rule("lower", warning=80.0, critical=90.0, hysteresis=5.0, min_duration=timedelta(minutes=5))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.kpis import aqi
+from kpis import aqi
 
 # (pollutant, C_lo, C_hi, I_lo, I_hi), transcribed from the published table.
 PUBLISHED = [

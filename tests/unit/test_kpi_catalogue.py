@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from dashboard.kpis.catalogue import (DEFAULT_FILE, CatalogueError, LOCALES, load_catalogue,
+from kpis.catalogue import (DEFAULT_FILE, CatalogueError, LOCALES, load_catalogue,
                                       parse_catalogue)
 
 DEFAULT = yaml.safe_load(DEFAULT_FILE.read_text(encoding="utf-8"))

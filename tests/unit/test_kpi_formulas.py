@@ -1,12 +1,12 @@
-"""KPI maths on hand-computed fixtures (dashboard.kpis.formulas)."""
+"""KPI maths on hand-computed fixtures (kpis.formulas)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.kpis import formulas
-from dashboard.kpis.catalogue import Formula
+from kpis import formulas
+from kpis.catalogue import Formula
 
 T0 = pd.Timestamp("2026-03-02T12:00Z")
 T1 = pd.Timestamp("2026-03-02T12:01Z")

@@ -1,10 +1,10 @@
-"""Pure helpers of ingest.rollup: bucket arithmetic and range merging."""
+"""Pure helpers of kpis.rollup: bucket arithmetic and range merging."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from ingest.rollup import HOUR, MINUTE, floor_time, ranges
+from core.timebuckets import HOUR, MINUTE, floor_time, ranges
 
 T = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 

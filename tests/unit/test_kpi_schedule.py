@@ -1,4 +1,4 @@
-"""Planned vehicles from a GTFS timetable (dashboard.kpis.schedule) and the timetable read from GTFS
+"""Planned vehicles from a GTFS timetable (kpis.schedule) and the timetable read from GTFS
 (layers.gtfs spans, calendars, frequencies, inferred blocks): hand-computed cases."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from dashboard.kpis import formulas
-from dashboard.kpis.schedule import Schedule, in_progress, service_day_start, services_on
+from kpis import formulas
+from kpis.schedule import Schedule, in_progress, service_day_start, services_on
 from layers.gtfs import infer_blocks, read_gtfs
 from layers.problems import ProblemLog
 

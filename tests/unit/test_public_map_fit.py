@@ -50,7 +50,7 @@ def test_map_values_never_look_suppressed(better):
 
     import dataclasses
 
-    from dashboard.kpis.catalogue import load_catalogue
+    from kpis.catalogue import load_catalogue
     from dashboard.public.figures import SUPPRESSED, map_figure
     from dashboard.public.queries import Point, PublicKpi, Snapshot
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.settings import Settings, describe, mask_url, replace_user
+from core.settings import Settings, describe, mask_url, replace_user
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

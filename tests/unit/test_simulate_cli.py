@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 import pytest
 
 from ingest.__main__ import main
-from ingest.settings import get_settings
+from core.settings import get_settings
 from ingest.simulate.cli import parse_when
-from ingest.stack import free_port
+from devtools.stack import free_port
 
 NOW = 1_795_000_000.0
 

@@ -212,7 +212,7 @@ def test_every_sensor_reports_once_per_interval_and_windows_compose(city):
 def test_healthy_sensors_never_look_stuck(calm, city):
     """The health job calls a sensor stuck after 3 h of one value (docs/kpis.md); only the
     simulated faults may do that, so no clean signal stays flat for even an hour."""
-    from dashboard.kpis.catalogue import DEFAULT_FILE
+    from kpis.catalogue import DEFAULT_FILE
     import yaml
 
     ignored = set(yaml.safe_load(DEFAULT_FILE.read_text())["health"]["stuck_ignore"])

@@ -11,7 +11,7 @@ import pytest
 from dashboard import i18n
 from dashboard.figures import basemap
 from dashboard.figures import wall as fig
-from dashboard.kpis.catalogue import load_catalogue
+from kpis.catalogue import load_catalogue
 from dashboard.queries import wall as q
 
 PACK = Path(__file__).resolve().parents[2] / "layers" / "demo_city"

@@ -7,9 +7,9 @@ snapshots, no append-only file, loopback only.
 """
 from __future__ import annotations
 
-from ingest.stack.daemon import Daemon, find_binary
+from devtools.stack.daemon import Daemon, find_binary
 
-CONF = """# Written by citydash (ingest/stack/redis.py); edits are overwritten.
+CONF = """# Written by citydash (devtools/stack/redis.py); edits are overwritten.
 bind 127.0.0.1
 port {port}
 protected-mode yes

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from dashboard.kpis import aqi
+from kpis import aqi
 
 KEYS = ["bucket", "scope_id"]
 RESULT = ["bucket", "scope_id", "value", "sensors"]

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from dashboard.kpis import aqi
+from kpis import aqi
 
 DEFAULT_FILE = Path(__file__).with_name("default_catalogue.yaml")
 LOCALES = ("pt-BR", "en", "ja")

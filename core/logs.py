@@ -24,7 +24,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(settings=None) -> None:
-    from ingest.settings import get_settings
+    from core.settings import get_settings
 
     settings = settings or get_settings()
     handler = logging.StreamHandler(sys.stderr)

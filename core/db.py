@@ -5,7 +5,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-from ingest.settings import Settings
+from core.settings import Settings
 
 _pools: dict[str, ConnectionPool] = {}
 _lock = threading.Lock()

@@ -12,7 +12,7 @@ None when nothing is expected).
 Sources (``source=``):
 
 * ``"rollup"`` (default): ``readings_1m`` / ``readings_1h`` and the
-  materialised KPI tables ``kpi_1m`` / ``kpi_1h`` (:mod:`dashboard.kpis.materialise`);
+  materialised KPI tables ``kpi_1m`` / ``kpi_1h`` (:mod:`kpis.materialise`);
 * ``"raw"``: the same formulas on raw ``readings`` (checks and benchmarks).
 
 Series resolution (``resolution="auto"``): windows up to 2 h are computed
@@ -23,7 +23,7 @@ rollups, longer ones at 1 hour.  The current value covers the KPI's
 averaging period.  Vehicle KPIs read ``vehicle_positions`` (there is no
 per-vehicle rollup) unless materialised values exist.  Their expected count
 is the planned vehicles of the city pack's GTFS timetable per bucket and route
-(:mod:`dashboard.kpis.schedule`; :func:`planned_vehicles` for the precedence
+(:mod:`kpis.schedule`; :func:`planned_vehicles` for the precedence
 of the configured ``scheduled_vehicles``).
 """
 from __future__ import annotations
@@ -36,10 +36,11 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from dashboard.kpis import formulas
-from dashboard.kpis.catalogue import Catalogue, Kpi
-from dashboard.kpis.schedule import Schedule, in_progress, read_schedule
-from ingest.rollup import HOUR, MINUTE, Relations, ceil_time, floor_time, relations
+from kpis import formulas
+from kpis.catalogue import Catalogue, Kpi
+from kpis.schedule import Schedule, in_progress, read_schedule
+from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
+from kpis.rollup import Relations, relations
 
 RAW_MAX = timedelta(hours=2)
 M1_MAX = timedelta(days=3)
@@ -358,7 +359,7 @@ def planned_vehicles(catalogue: Catalogue, registry: Registry, buckets, width: t
 
     Precedence per route: a route listed in the catalogue's ``scheduled_vehicles.routes`` has
     that constant number; else a route of the pack's GTFS timetable has the vehicles its
-    timetable runs in the bucket (:func:`dashboard.kpis.schedule.in_progress`; 0 outside its
+    timetable runs in the bucket (:func:`kpis.schedule.in_progress`; 0 outside its
     service); else (a route seen in ``vehicle_positions`` but not in the timetable, or a pack
     without GTFS) ``scheduled_vehicles.default``.  Routes: the listed ones, the timetable's and
     those seen.  The city's planned vehicles are the sum over routes.

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.stack.errors import StackError
-from ingest.stack.postgres import wait_for_port
+from devtools.stack.errors import StackError
+from devtools.stack.postgres import wait_for_port
 
 
 def find_binary(name: str, *fallbacks: str, package: str) -> str:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import psycopg
 
-from ingest.logs import setup_logging
+from core.logs import setup_logging
 from ingest.migrate import migrate
-from ingest.settings import get_settings
-from ingest.stack import StackError, local, wait_for_port
+from core.settings import get_settings
+from devtools.stack import StackError, local, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,14 +3,14 @@
 A 24-hour series at 1-minute resolution computed live reads as many rows as
 the raw table (one reading a minute per sensor).  The job therefore stores
 each KPI's value per bucket for the scopes in
-:data:`~dashboard.kpis.evaluate.MATERIALISED_SCOPES`, computed by exactly the
-code the dashboard uses live (:func:`dashboard.kpis.evaluate.compute`), so a
+:data:`~kpis.evaluate.MATERIALISED_SCOPES`, computed by exactly the
+code the dashboard uses live (:func:`kpis.evaluate.compute`), so a
 materialised value equals the live one.  :func:`refresh` recomputes the
 buckets the rollup job just recomputed (plus the two newest minutes, for
 health KPIs that change without readings); :func:`sync_definitions` rebuilds
 a KPI whose definition (formula, scopes, timezone) changed, over the
 configured backfill, and records the hash in ``kpi_state``.  Until then
-:func:`dashboard.kpis.evaluate.series` computes that KPI live.
+:func:`kpis.evaluate.series` computes that KPI live.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from dashboard.kpis.catalogue import Catalogue, Kpi
-from dashboard.kpis.evaluate import MATERIALISED_SCOPES, Registry, compute, load_registry
-from ingest.rollup import HOUR, MINUTE, floor_time, ranges
+from kpis.catalogue import Catalogue, Kpi
+from kpis.evaluate import MATERIALISED_SCOPES, Registry, compute, load_registry
+from core.timebuckets import HOUR, MINUTE, floor_time, ranges
 
 log = logging.getLogger(__name__)
 REBUILD_SLICE = {"1m": timedelta(hours=6), "1h": timedelta(days=15)}

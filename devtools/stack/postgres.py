@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.stack.errors import StackError
+from devtools.stack.errors import StackError
 
 # Modest ingest tuning for a 2-core, 24 GiB machine; see docs/architecture.md.
 SERVER_CONF = """

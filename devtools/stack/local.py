@@ -8,8 +8,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from ingest.settings import get_settings
-from ingest.stack import LocalMosquitto, LocalPostgres, free_port
+from core.settings import get_settings
+from devtools.stack import LocalMosquitto, LocalPostgres, free_port
 
 VAR = Path("var")
 

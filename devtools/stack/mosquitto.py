@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import pwd
 
-from ingest.stack.daemon import Daemon, find_binary
+from devtools.stack.daemon import Daemon, find_binary
 
-CONF = """# Written by citydash (ingest/stack/mosquitto.py); edits are overwritten.
+CONF = """# Written by citydash (devtools/stack/mosquitto.py); edits are overwritten.
 user {user}
 pid_file {root}/mosquitto.pid
 listener {port} 127.0.0.1

@@ -3,10 +3,10 @@
 ``make stack`` runs them under ``var/``; the test fixtures run their own in
 temporary folders on free loopback ports.
 """
-from ingest.stack.errors import StackError
-from ingest.stack.mosquitto import LocalMosquitto
-from ingest.stack.postgres import LocalPostgres, wait_for_port
-from ingest.stack.redis import LocalRedis
+from devtools.stack.errors import StackError
+from devtools.stack.mosquitto import LocalMosquitto
+from devtools.stack.postgres import LocalPostgres, wait_for_port
+from devtools.stack.redis import LocalRedis
 
 __all__ = ["LocalMosquitto", "LocalPostgres", "LocalRedis", "StackError", "wait_for_port", "free_port"]
 
