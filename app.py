@@ -2,9 +2,10 @@
 
 Development: ``python app.py``.  Production: ``gunicorn app:server``.
 """
-from dashboard.server import create_app
 from core.logs import setup_logging
 from core.settings import get_settings
+from dashboard.security import check_debug
+from dashboard.server import create_app
 
 setup_logging()
 app = create_app()
@@ -12,6 +13,4 @@ server = app.server
 
 if __name__ == "__main__":
     settings = get_settings()
-    from dashboard.security import check_debug
-
     app.run(host=settings.host, port=settings.port, debug=check_debug(settings))

@@ -6,6 +6,8 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from core.settings import get_settings
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -24,8 +26,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(settings=None) -> None:
-    from core.settings import get_settings
-
     settings = settings or get_settings()
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":

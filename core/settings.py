@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 SECRET_SETTINGS = {"secret_key"}
 URL_SETTINGS = {
     "database_url",

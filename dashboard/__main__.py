@@ -16,8 +16,9 @@ import sys
 
 import psycopg
 
-from dashboard.auth import users
 from core.settings import get_settings
+from dashboard.auth import users
+from dashboard.public.queries import publish
 
 
 def _password(args) -> str:
@@ -84,8 +85,6 @@ def _run(args, conn, settings) -> int:
         n = conn.execute("SELECT purge_audit_log(%s)", (settings.audit_retention_days,)).fetchone()[0]
         print(f"deleted {n} audit entries older than {settings.audit_retention_days} days")
     elif args.command == "publish":
-        from dashboard.public.queries import publish
-
         n = publish(conn, settings)
         print(f"{n} KPIs published")
     return 0

@@ -25,9 +25,10 @@ from pathlib import Path
 import psycopg
 
 from core.logs import setup_logging
-from ingest.migrate import migrate
 from core.settings import get_settings
+from dashboard.auth import users
 from devtools.stack import StackError, local, wait_for_port
+from ingest.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,7 +138,6 @@ def _demo_users(settings, var: Path = ROOT / "var") -> None:
     """
     import secrets
 
-    from dashboard.auth import users
 
     if settings.auth_mode != "builtin":
         return

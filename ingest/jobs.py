@@ -33,8 +33,11 @@ from pathlib import Path
 
 import psycopg
 
-from kpis import rollup
 from core.settings import Settings, get_settings
+from kpis import materialise, rollup
+from kpis.alerts import MqttPublisher, evaluate_alerts, publish_changes
+from kpis.catalogue import DEFAULT_FILE, CatalogueError, load_catalogue, pack_info
+from kpis.evaluate import load_registry
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,6 @@ class JobRunner:
         """The KPI catalogue of the city pack, reloaded when its files change; None while invalid."""
         if self._fixed_catalogue:
             return self._catalogue
-        from kpis.catalogue import DEFAULT_FILE, CatalogueError, pack_info, load_catalogue
 
         pack = Path(self.settings.city_pack)
         try:
@@ -100,8 +102,6 @@ class JobRunner:
     @property
     def publisher(self):
         if self._publisher is None:
-            from kpis.alerts import MqttPublisher
-
             self._publisher = MqttPublisher(self.settings.mqtt_url,
                                             f"{self.settings.mqtt_client_id}-alerts")
         return self._publisher
@@ -124,9 +124,6 @@ class JobRunner:
     # -- jobs ---------------------------------------------------------------------
     def rollup(self, now: datetime | None = None) -> dict:
         """Roll up pending buckets, then refresh the materialised KPI series."""
-        from kpis import materialise
-        from kpis.evaluate import load_registry
-
         conn = self.connect()
         now = now or datetime.now(timezone.utc)
         result = rollup.refresh(conn)
@@ -164,8 +161,6 @@ class JobRunner:
         return dropped
 
     def alerts(self, now: datetime | None = None) -> dict:
-        from kpis.alerts import evaluate_alerts, publish_changes
-
         conn = self.connect()
         s = self.settings
         if self.catalogue is None:

@@ -40,10 +40,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from core.timebuckets import HOUR, floor_time
 from kpis import formulas
 from kpis.catalogue import Catalogue, Kpi
 from kpis.evaluate import Registry, compute, current, load_registry, materialised_usable
-from core.timebuckets import HOUR, floor_time
 
 log = logging.getLogger(__name__)
 

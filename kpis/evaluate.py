@@ -36,11 +36,11 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
 from kpis import formulas
 from kpis.catalogue import Catalogue, Kpi
-from kpis.schedule import Schedule, in_progress, read_schedule
-from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
 from kpis.rollup import Relations, relations
+from kpis.schedule import Schedule, in_progress, read_schedule
 
 RAW_MAX = timedelta(hours=2)
 M1_MAX = timedelta(days=3)

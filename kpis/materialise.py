@@ -22,9 +22,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from core.timebuckets import HOUR, MINUTE, floor_time, ranges
 from kpis.catalogue import Catalogue, Kpi
 from kpis.evaluate import MATERIALISED_SCOPES, Registry, compute, load_registry
-from core.timebuckets import HOUR, MINUTE, floor_time, ranges
 
 log = logging.getLogger(__name__)
 REBUILD_SLICE = {"1m": timedelta(hours=6), "1h": timedelta(days=15)}

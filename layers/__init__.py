@@ -27,6 +27,7 @@ __all__ = ["DEMO_CITY", "PackError", "Problem", "load_pack"]
 
 def load_pack(path):
     """Shortcut for :func:`layers.pack.load_pack` (imported lazily)."""
+    # deferred: layers.pack pulls in geopandas; `import layers` (problems, DEMO_CITY) stays light
     from layers.pack import load_pack as _load
 
     return _load(path)

@@ -12,11 +12,15 @@ no Python traceback is shown (``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from core.settings import get_settings
+from layers import web
+from layers.pack import load_pack, read_pack
 from layers.problems import PackError, Problem
+from layers.store import store_pack
+from layers.synth import generate
 from layers.vector import LayerReport
 
 
@@ -53,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check(args) -> int:
-    from layers.pack import read_pack
-
     pack, problems, reports = read_pack(args.path)
     if pack is not None:
         c = pack.config
@@ -66,9 +68,6 @@ def cmd_check(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from layers import web
-    from layers.pack import load_pack
-
     pack = load_pack(args.path)
     _print_warnings(pack.warnings)
     out = Path(args.out) if args.out else web.default_out_dir(pack)
@@ -79,9 +78,6 @@ def cmd_build(args) -> int:
 def cmd_load(args) -> int:
     import psycopg
 
-    from layers import web
-    from layers.pack import load_pack
-    from layers.store import store_pack
 
     pack = load_pack(args.path)
     _print_warnings(pack.warnings)
@@ -102,8 +98,6 @@ def cmd_load(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from layers.synth import generate
-
     out = generate(args.out, seed=args.seed)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"demo city (seed {args.seed}) written to {out} ({total / 1e6:.2f} MB)")
@@ -114,20 +108,11 @@ COMMANDS = {"check": cmd_check, "build": cmd_build, "load": cmd_load, "demo": cm
 
 
 def database_url() -> str:
-    """The owner database URL: ``core.settings`` when importable, else CITYDASH_DATABASE_URL."""
-    try:
-        from core.settings import get_settings
-    except ImportError:
-        url = os.environ.get("CITYDASH_DATABASE_URL")
-        if not url:
-            raise RuntimeError("CITYDASH_DATABASE_URL is not set") from None
-        return url
+    """The owner database URL (``CITYDASH_DATABASE_URL``, from :mod:`core.settings`)."""
     return get_settings().database_url
 
 
 def _build(pack, out: Path) -> None:
-    from layers import web
-
     manifest = web.build(pack, out)
     size = sum(f["bytes"] for f in manifest["files"])
     print(f"web layers: {len(manifest['files'])} files ({size / 1e6:.2f} MB, gzip copies beside) in {out}")

@@ -16,13 +16,22 @@ from typing import Iterable
 import flask
 import pandas as pd
 
+from core.db import pool
+from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
 from dashboard import i18n
 from dashboard.api import context
-from dashboard.api.writers import (cell, csv_chunks, feature_collection, frame_csv_chunks, json_chunks,
-                                   json_records)
-from kpis import evaluate
+from dashboard.api.writers import (
+    cell,
+    csv_chunks,
+    feature_collection,
+    frame_csv_chunks,
+    json_chunks,
+    json_records,
+)
+from dashboard.auth import current_user
+from dashboard.layer_files import layer_geojson
 from dashboard.queries import explore as q
-from core.timebuckets import HOUR, MINUTE, ceil_time, floor_time
+from kpis import evaluate
 
 BLUEPRINT = flask.Blueprint("citydash_api", __name__, url_prefix="/api/v1")
 RESOLUTIONS = {"raw": MINUTE, "1m": MINUTE, "1h": HOUR}
@@ -53,8 +62,6 @@ def _unexpected(exc: Exception):
 
 
 def require(role: str) -> None:
-    from dashboard.auth import current_user
-
     user = current_user()
     if user is None:
         raise ApiError(401, "api.error.login")
@@ -216,7 +223,6 @@ def kpi_series(kpi_id: str):
             settings = context.settings()
 
             def chunks():  # formatted by the database, streamed (no Python object per row)
-                from core.db import pool
 
                 with pool(settings).connection() as conn:
                     yield from q.materialised_series_csv(conn, kpi.id, res, scope, a, b, scope_id)
@@ -276,8 +282,6 @@ def _kpi_frame(cat, kpi: str, scope: str, window: q.Window) -> tuple[pd.DataFram
 
 def _layer_features(name: str, cat, window: q.Window) -> Iterable[tuple[dict, dict | None]]:
     """(properties, geometry) of each feature; roads and sensors as a generator (see feature_collection)."""
-    from dashboard.layer_files import layer_geojson
-
     if name == "districts":
         kpi = flask.request.args.get("kpi") or next((k.id for k in q.district_kpis(cat)), "")
         if kpi not in cat.kpis or "district" not in cat[kpi].scopes:
@@ -369,8 +373,6 @@ def sensor_readings(external_id: str):
     settings = context.settings()
 
     def rows():
-        from core.db import pool
-
         with pool(settings).connection() as conn, conn.transaction():
             yield from q.iter_readings(conn, [sensor_id], start, end)
 

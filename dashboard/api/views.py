@@ -20,9 +20,10 @@ from dash import dcc, html
 from dashboard import cache, i18n
 from dashboard.api import context
 from dashboard.figures import explore as fig
-from kpis import evaluate
+from dashboard.layer_files import layer_url
 from dashboard.queries import explore as q
 from dashboard.state import runtime
+from kpis import evaluate
 
 REPLAY_STEPS = 120  # a replay at speed 1 crosses the window in about this many ticks
 PANEL_ROWS = 15
@@ -161,8 +162,6 @@ def build_map(state: q.ViewState, window: q.Window, index: int, locale: str):
 
 
 def _build_map(state: q.ViewState, window: q.Window, index: int, locale: str):
-    from dashboard.layer_files import layer_url
-
     t = translator(locale)
     cat = context.catalogue()
     city = runtime().city

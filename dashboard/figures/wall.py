@@ -22,6 +22,7 @@ from dash import Patch
 
 from dashboard import i18n
 from dashboard.figures import basemap
+from dashboard.queries.wall import level
 from kpis.alerts import HEALTH_KPIS, LEVELS
 from kpis.catalogue import Kpi
 
@@ -162,8 +163,6 @@ def map_data(kpi: Kpi | None, snapshot: Mapping, live: Mapping, district_ids: li
 
 
 def _level(kpi: Kpi, value) -> str:
-    from dashboard.queries.wall import level
-
     return level(kpi, value)
 
 

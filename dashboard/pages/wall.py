@@ -18,16 +18,28 @@ from datetime import datetime, timezone
 from functools import lru_cache
 
 import dash
-from dash import ALL, ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
 
-from dashboard import cache, i18n
 from core.db import pool
+from dashboard import cache, i18n
+from dashboard.auth import audit, current_user
 from dashboard.figures import basemap
 from dashboard.figures import wall as fig
-from kpis.catalogue import Catalogue
 from dashboard.layer_files import layer_geojson, layer_url, manifest
 from dashboard.queries import wall as q
 from dashboard.state import catalogue_of, runtime
+from kpis.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +253,6 @@ def _ack_dialog(locale: str):
 # -- rendering (shared by the layout and the refresh callback) ---------------------------------
 
 def _user():
-    try:
-        from dashboard.auth import current_user
-    except ImportError:  # auth not installed: nobody may acknowledge
-        return None
     try:
         return current_user()
     except RuntimeError:  # outside a request
@@ -461,8 +469,6 @@ def acknowledge_as_user(alert_id: int, comment: str, locale: str) -> tuple[str, 
         return i18n.t("wall.ack.error.role", locale), False
     if not comment.strip():
         return i18n.t("wall.ack.error.comment", locale), False
-    from dashboard.auth import audit
-
     try:  # recorded first: an acknowledgement must not go ahead unrecorded
         audit("alert.acknowledge", {"alert": alert_id, "comment": comment.strip()[:500], "page": "wall"})
         result = _with_conn(lambda c: q.acknowledge(c, alert_id, user.name, comment))

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from layers import load_pack
+
 EARTH_M_PER_DEG = 111_320.0
 
 
@@ -127,6 +129,4 @@ def build_city(pack) -> City:
 
 
 def load_city(path: str | Path) -> City:
-    from layers import load_pack
-
     return build_city(load_pack(path))

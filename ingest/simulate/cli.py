@@ -14,6 +14,12 @@ import numpy as np
 import psycopg
 
 from core.settings import mask_url
+from ingest.simulate.backfill import backfill
+from ingest.simulate.city import load_city
+from ingest.simulate.encoders import Encoder, parse_formats
+from ingest.simulate.publisher import PublishError, run_connections
+from ingest.simulate.world import World
+from layers import PackError
 
 log = logging.getLogger("ingest.simulate")
 
@@ -106,12 +112,6 @@ def _check(args) -> None:
 
 
 def run(args, settings) -> int:
-    from ingest.simulate.backfill import backfill
-    from ingest.simulate.city import load_city
-    from ingest.simulate.encoders import Encoder, parse_formats
-    from ingest.simulate.publisher import PublishError, run_connections
-    from ingest.simulate.world import World
-
     try:
         _check(args)
         shares = parse_formats(args.formats)
@@ -125,7 +125,6 @@ def run(args, settings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from layers import PackError
 
     try:
         city = load_city(args.pack)
