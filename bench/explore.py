@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+
 import numpy as np  # noqa: E402
 from dash._utils import to_json  # noqa: E402
 import psycopg  # noqa: E402
@@ -320,4 +322,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/explore.py", 1200))

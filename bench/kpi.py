@@ -39,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+
 import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
@@ -515,4 +517,4 @@ def report(r: dict, args) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/kpi.py", 3600))

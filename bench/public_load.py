@@ -45,6 +45,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+
 from dashboard.public.responses import PAGE_OUTPUT, VIEW_OUTPUT  # noqa: E402  (the requests the browser sends)
 
 REFRESH_S = 15  # the public snapshot's refresh period: four periods in each 60-second phase
@@ -209,13 +211,13 @@ def phase(host: str, users: int, seconds: int, db_url: str, kpis, areas) -> dict
             "callback_p99": float(np.percentile(cb, 99))}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--baseline", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--record", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from ingest.migrate import migrate
     from devtools.stack import LocalPostgres, free_port, wait_for_port
 
@@ -305,4 +307,4 @@ queries, whatever the number of viewers).
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/public_load.py", 900))

@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from bench.record import record  # noqa: E402
@@ -77,13 +79,13 @@ def simulator(url: str, world, encoder, connections: int, seconds: float) -> flo
     return stats.rate
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each simulator run")
     ap.add_argument("--messages", type=int, default=100_000, help="baseline messages per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     city = load_city(ROOT / "layers" / "demo_city")
     world = World(city, seed=1, interval=1.0, vehicle_interval=1.0)
@@ -140,4 +142,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/simulate.py", 600))

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+
 import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
@@ -369,4 +371,4 @@ Banner class at the end: `{r['banner_class_at_end']}`.
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/wall_soak.py", 3600))

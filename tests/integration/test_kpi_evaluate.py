@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from kpis import evaluate, materialise
+from core import timebuckets
 from kpis import rollup
 from core.settings import Settings
 from tests.integration.kpi_data import catalogue, insert, now_minute, seed
@@ -139,7 +140,9 @@ def test_series_resolutions_and_materialised_values(city):
         assert sorted(set(day_live["scope_id"])) == ["d1", "d2"]
         week = evaluate.series(conn, cat, "air_quality_index", now - timedelta(days=7), now)
         assert week.attrs == {"resolution": "1h", "source": "1h"}
-        assert set(week["value"]) == {56.0} and len(week) == 25
+        # 24 h of PM2.5 ending at ``base`` touch 25 hour buckets, or 24 when base is at minute 59
+        hours = {timebuckets.floor_time(base - timedelta(minutes=m), timebuckets.HOUR) for m in range(24 * 60)}
+        assert set(week["value"]) == {56.0} and len(week) == len(hours)
 
     with psycopg.connect(Settings(_env_file=None, database_url=db_url).role_url("ingest"),
                          autocommit=True) as conn:
