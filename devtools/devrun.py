@@ -1,8 +1,9 @@
 """``make run``: the whole product on the local stack, stopped cleanly by Ctrl-C.
 
 Starts TimescaleDB and Mosquitto under ``var/``, applies migrations, loads the
-city pack, then runs the ingestor, the simulator and the dashboard (gunicorn)
-as child processes and prints the URL.
+city pack, then runs the ingestor, the simulator and the dashboard (gunicorn on a
+private loopback port, nginx in front of it on ``CITYDASH_PORT`` with
+``deploy/nginx/citydash.conf``) as child processes and prints the URL.
 
 The simulator (docs/simulator.md) runs twice: once live, publishing the city
 in real time from now on, and, when the history has a hole, once as a
@@ -27,7 +28,7 @@ import psycopg
 from core.logs import setup_logging
 from core.settings import get_settings
 from dashboard.auth import users
-from devtools.stack import StackError, local, wait_for_port
+from devtools.stack import LocalNginx, StackError, free_port, local, wait_for_port
 from ingest.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,9 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen]] = []
     oneshot = {"simulate-history"}  # children that finish on their own
 
-    def spawn(name: str, args: list[str]) -> None:
+    def spawn(name: str, args: list[str], env: dict | None = None) -> None:
         log = open(ROOT / "var" / f"{name}.log", "ab")
-        children.append((name, subprocess.Popen(args, env=child_env, stdout=log,
+        children.append((name, subprocess.Popen(args, env=env or child_env, stdout=log,
                                                 stderr=subprocess.STDOUT, cwd=ROOT)))
 
     spawn("ingest", [py, "-m", "ingest", "run"])
@@ -85,11 +86,23 @@ def main() -> int:
               "in the background (var/simulate-history.log)")
     spawn("simulate", simulate)
     _step("simulator: publishing the city live (var/simulate.log)")
+    # gunicorn on a private loopback port; nginx (deploy/nginx/citydash.conf) in front of it on
+    # the dashboard's port, so slow clients wait in nginx, not in a gunicorn thread
+    upstream = free_port()
+    dashboard_env = dict(child_env, CITYDASH_PROXY_COUNT="1")
     spawn("dashboard", [str(Path(py).with_name("gunicorn")), "--workers", "2", "--threads", "4",
-                        "--bind", f"{settings.host}:{settings.port}", "app:server"])
-    wait_for_port(settings.host, settings.port, 60)
-    _step(f"dashboard: http://{settings.host}:{settings.port}/   (logs in var/*.log; "
-          "Ctrl-C stops everything)")
+                        "--bind", f"127.0.0.1:{upstream}", "app:server"], env=dashboard_env)
+    wait_for_port("127.0.0.1", upstream, 60)
+    front = LocalNginx(ROOT / "var" / "nginx", settings.port, f"127.0.0.1:{upstream}", host=settings.host)
+    try:
+        front.start()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        stopping_now(children)
+        local.stop()
+        return 1
+    _step(f"dashboard: http://127.0.0.1:{settings.port}/   (nginx in front of gunicorn; logs in "
+          "var/*.log and var/nginx/; Ctrl-C stops everything)")
 
     stopping = False
 
@@ -114,17 +127,26 @@ def main() -> int:
             time.sleep(0.5)
     finally:
         _step("stopping")
-        for name, proc in reversed(children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(children):
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        try:
+            front.stop()
+        except StackError as exc:
+            _step(f"nginx: {exc}")
+        stopping_now(children)
         local.stop()
         _step("stopped; data kept under var/ (make stop / make stack, or rm -rf var to reset)")
     return 0
+
+
+def stopping_now(children: list[tuple[str, subprocess.Popen]]) -> None:
+    """SIGTERM every child still running (newest first), then wait for each (kill after 60 s)."""
+    for name, proc in reversed(children):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for name, proc in reversed(children):
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 DEMO_USERS = (("operator", "operator"), ("planner", "planner"), ("admin", "admin"))
