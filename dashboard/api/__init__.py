@@ -61,6 +61,13 @@ def _unexpected(exc: Exception):
     return flask.jsonify({"error": i18n.t("api.error.internal", context.request_locale())}), 500
 
 
+@BLUEPRINT.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@BLUEPRINT.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def unknown(rest: str):
+    """Any other path under /api/v1: a JSON 404 (not the dashboard's HTML page)."""
+    raise ApiError(404, "api.error.not_found", path="/api/v1/" + rest[:200])
+
+
 def require(role: str) -> None:
     user = current_user()
     if user is None:

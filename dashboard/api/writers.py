@@ -29,14 +29,42 @@ def cell(value):
     return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (``=HYPERLINK(...)``,
+# ``=cmd|...``, ``@SUM``, and tab/CR variants); OWASP "CSV Injection": prefix such text with '.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value):
+    """A CSV cell: text that a spreadsheet would run as a formula gets a leading ``'``; numbers
+    (a negative reading is a number, not text) and everything else are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _quoted_row(values: list) -> str:
+    """One CSV row as RFC 4180 and PostgreSQL's COPY write it, for rows the csv module gets wrong:
+    with a ``\n`` line terminator it leaves a carriage return inside a field unquoted."""
+    def field(v) -> str:
+        text = repr(v) if isinstance(v, float) else str(v)
+        if any(c in text for c in ',"\n\r'):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+    return ",".join(field(v) for v in values) + "\n"
+
+
 def csv_chunks(header: list[str], rows: Iterable[Iterable]) -> Iterator[str]:
-    """CSV text (header first) in chunks of :data:`CHUNK_ROWS` rows."""
+    """CSV text (header first) in chunks of :data:`CHUNK_ROWS` rows; text cells formula-safe."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([csv_text(h) for h in header])
     n = 0
     for row in rows:
-        writer.writerow(["" if (v := cell(x)) is None else v for x in row])
+        values = ["" if (v := cell(x)) is None else csv_text(v) for x in row]
+        if any(isinstance(v, str) and "\r" in v for v in values):
+            buf.write(_quoted_row(values))
+        else:
+            writer.writerow(values)
         n += 1
         if n % CHUNK_ROWS == 0:
             yield buf.getvalue()
@@ -88,6 +116,19 @@ def frame_csv_chunks(frame, columns: list[str], time_columns=("bucket",)) -> Ite
         for name in time_columns:
             if name in part:
                 part[name] = pd.DatetimeIndex(pd.to_datetime(part[name], utc=True)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text_columns = [name for name in part.columns
+                        if part[name].dtype == object or pd.api.types.is_string_dtype(part[name])]
+        for name in text_columns:
+            part[name] = part[name].map(csv_text)
+        if any(part[name].map(lambda v: isinstance(v, str) and "\r" in v).any() for name in text_columns):
+            # pandas leaves a carriage return unquoted (a broken row); Python's csv module quotes it
+            # and formats floats the same way
+            chunks = csv_chunks(columns, part.itertuples(index=False, name=None))
+            if start:
+                first = next(chunks)
+                yield first[first.index("\n") + 1:]
+            yield from chunks
+            continue
         buf = io.StringIO()
         part.to_csv(buf, header=start == 0, index=False, lineterminator="\n")
         yield buf.getvalue()

@@ -470,11 +470,13 @@ def materialised_series_csv(conn: psycopg.Connection, kpi: str, resolution: str,
 
     The same text as :func:`dashboard.api.writers.frame_csv_chunks` of
     :func:`kpis.evaluate.read_materialised` (same rows, order, times, float digits), without
-    a Python object per row.  The caller checks :func:`kpis.evaluate.materialised_usable`."""
+    a Python object per row; a ``scope_id`` a spreadsheet would run as a formula gets a leading
+    ``'`` (:func:`dashboard.api.writers.csv_text`).  The caller checks :func:`kpis.evaluate.materialised_usable`."""
     table = {"1m": "kpi_1m", "1h": "kpi_1h"}[resolution]
     query = psycopg.sql.SQL(
         "COPY (SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS bucket, "
-        "nullif(scope_id, '') AS scope_id, {value} AS value, sensors, expected, {conf} AS confidence "
+        "CASE WHEN left(scope_id, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || scope_id "
+        "ELSE nullif(scope_id, '') END AS scope_id, {value} AS value, sensors, expected, {conf} AS confidence "
         "FROM (SELECT bucket, scope_id, value, sensors, expected, CASE WHEN expected > 0 "
         "THEN least(sensors::float8 / expected, 1.0) END AS c FROM {table} WHERE kpi_id = {kpi} "
         "AND scope_type = {scope} AND bucket >= {a} AND bucket < {b}{one}) AS m "

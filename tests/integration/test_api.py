@@ -511,3 +511,15 @@ def test_layers_with_then_carry_the_difference_the_map_shows(api, city):
     roads = [f["properties"] for f in client.get(roads_href).get_json()["features"]]
     assert roads and all("difference" in r for r in roads)
     assert any(r["difference"] is not None for r in roads)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/", "/api/v1/kpis/x/y/z", "/api/v1/%00"])
+def test_unknown_api_paths_are_json_404_not_the_html_page(api, path):
+    client = api.test_client()
+    anonymous = client.get(path)
+    assert anonymous.status_code == 401 and anonymous.is_json
+    login_client(client, "vic")
+    for method in (client.get, client.post):
+        response = method(path, headers={"Accept-Language": "pt-BR"})
+        assert response.status_code == 404 and response.is_json, (path, response.status_code)
+        assert "docs/api.md" in response.get_json()["error"] and "inexistente" in response.get_json()["error"]

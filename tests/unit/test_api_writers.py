@@ -83,3 +83,28 @@ def test_feature_collection_splices_serialised_geometry_and_plain_properties():
     assert fast == slow
     assert fast["features"][0]["properties"]["value"] is None
     assert json.loads(writers.feature_collection([])) == {"type": "FeatureCollection", "features": []}
+
+
+# CSV injection (OWASP "CSV Injection"): names and routes arrive over MQTT and from city packs
+FORMULAS = ["=HYPERLINK(\"http://x\",\"click\")", "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)",
+            "\tx", "\rx"]
+
+
+def test_text_a_spreadsheet_would_run_gets_a_leading_quote():
+    for text in FORMULAS:
+        assert writers.csv_text(text) == "'" + text
+    assert writers.csv_text("Rua 13 de Junho") == "Rua 13 de Junho"
+    assert writers.csv_text(-3.5) == -3.5 and writers.csv_text(0) == 0  # numbers stay numbers
+
+
+def test_every_csv_writer_escapes_formula_text():
+    rows = [(i, text) for i, text in enumerate(FORMULAS)]
+    text = "".join(writers.csv_chunks(["n", "name"], rows + [(-1.5, "ok")]))
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert [r[1] for r in parsed[1:-1]] == ["'" + t for t in FORMULAS]
+    assert parsed[-1] == ["-1.5", "ok"]
+    frame = pd.DataFrame({"bucket": pd.to_datetime(["2026-03-02T16:00:00Z"] * len(FORMULAS), utc=True),
+                          "scope_id": FORMULAS, "value": [-1.0] * len(FORMULAS)})
+    fast = list(csv.reader(io.StringIO("".join(writers.frame_csv_chunks(frame, ["bucket", "scope_id", "value"])))))
+    assert [r[1] for r in fast[1:]] == ["'" + t for t in FORMULAS]
+    assert {r[2] for r in fast[1:]} == {"-1.0"}
