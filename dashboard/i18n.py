@@ -6,9 +6,16 @@ each owns its words); each is a flat mapping from message id to text with
 ``{name}`` placeholders.  A message id defined twice is an error.  Numbers
 and dates are formatted per locale with Babel; times are shown in the city's
 timezone and stored in UTC.
+
+Which locale a request gets is decided in one place, :func:`negotiate`.  A
+locale that comes from the browser (``?lang=``, the ``status-locale``,
+``explore-locale``, ``wall-config.locale`` stores, a header) is only ever
+compared with :data:`LOCALES`; it never reaches a file path, a glob or a cache
+key (:func:`allowed`).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -19,14 +26,52 @@ import yaml
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_time
 from babel.numbers import format_decimal, format_percent
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
-LOCALES = ("pt-BR", "en", "ja")
+LOCALES = ("pt-BR", "en", "ja")  # the allow-list: a catalogue for each in every locales/ folder
 DEFAULT_LOCALE = "en"
 _DIR = Path(__file__).with_name("locales")
+_LONGEST_TAG = 35  # BCP 47 tags worth matching are short; anything longer is not a locale
+_TAG_RE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*")  # a language tag, nothing else
 
 
-@lru_cache(maxsize=None)
-def catalogue(locale: str) -> dict[str, str]:
+def _match(candidate: object) -> str | None:
+    """The allow-listed locale ``candidate`` names (exactly, or by its language), else None."""
+    if not isinstance(candidate, str) or len(candidate) > _LONGEST_TAG:
+        return None
+    c = candidate.strip()
+    if not _TAG_RE.fullmatch(c):
+        return None
+    c = c.replace("_", "-").lower()
+    for locale in LOCALES:
+        if c == locale.lower():
+            return locale
+    language = c.split("-")[0]
+    for locale in LOCALES:
+        if language == locale.split("-")[0].lower():
+            return locale
+    return None
+
+
+def allowed(value: object) -> str:
+    """``value`` if it names a supported locale (see :func:`_match`), else the default.
+
+    For locale values held in the browser (Dash stores, query strings): whatever
+    they hold, the answer is one of :data:`LOCALES`.
+    """
+    return _match(value) or DEFAULT_LOCALE
+
+
+def catalogue(locale: object) -> dict[str, str]:
+    """The merged messages of ``locale``; anything not allow-listed gets the default's."""
+    return _catalogue(allowed(locale))
+
+
+@lru_cache(maxsize=len(LOCALES))  # keyed by allow-listed locales only
+def _catalogue(locale: str) -> dict[str, str]:
+    if locale not in LOCALES:  # never a path or glob from outside
+        raise ValueError(f"unsupported locale {locale!r}")
     merged: dict[str, str] = {}
     for path in [_DIR / f"{locale}.yaml", *sorted(_DIR.glob(f"*/{locale}.yaml"))]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -37,47 +82,37 @@ def catalogue(locale: str) -> dict[str, str]:
     return merged
 
 
-def negotiate(requested: str | None, accept_language: str | None = None,
+def negotiate(requested: object = None, accept_language: str | None = None,
               city_locale: str | None = None) -> str:
-    """``?lang=`` first, else the browser's languages, else the city's locale, else English."""
-    for candidate in [requested, *_accept(accept_language), city_locale]:
-        found = _match(candidate)
-        if found:
+    """The locale to answer in, the one negotiation of the dashboard.
+
+    1. ``requested`` (``?lang=``, a page argument) when it names a supported locale;
+    2. the browser's languages: ``accept_language`` when given (a header value),
+       else the current request's ``Accept-Language`` (werkzeug's ``best_match``,
+       then the first language by weight whose primary tag is supported, so
+       ``pt-PT`` gets ``pt-BR``);
+    3. ``city_locale``, the city pack's locale;
+    4. :data:`DEFAULT_LOCALE`.
+    """
+    return (_match(requested) or _from_accept(accept_language) or _match(city_locale)
+            or DEFAULT_LOCALE)
+
+
+def _from_accept(header: str | None) -> str | None:
+    if header is not None:
+        accept = parse_accept_header(header[:1000], LanguageAccept)
+    elif flask.has_request_context():
+        accept = flask.request.accept_languages
+    else:
+        return None
+    # "*" (any language) names none: the city's locale is a better guess than LOCALES[0]
+    accept = LanguageAccept([(language, q) for language, q in accept if language != "*"])
+    best = accept.best_match(LOCALES)
+    if best:
+        return best
+    for language, quality in accept:  # by weight, highest first
+        if quality > 0 and (found := _match(language)):
             return found
-    return DEFAULT_LOCALE
-
-
-def accept_language() -> str | None:
-    """The current request's ``Accept-Language`` header (None outside a request)."""
-    try:
-        return flask.request.headers.get("Accept-Language")
-    except RuntimeError:  # outside a request
-        return None
-
-
-def _accept(header: str | None) -> list[str]:
-    if not header:
-        return []
-    weighted = []
-    for part in header.split(","):
-        lang, _, q = part.strip().partition(";q=")
-        try:
-            weighted.append((float(q) if q else 1.0, lang.strip()))
-        except ValueError:
-            continue
-    return [lang for _, lang in sorted(weighted, key=lambda x: -x[0])]
-
-
-def _match(candidate: str | None) -> str | None:
-    if not candidate:
-        return None
-    c = candidate.replace("_", "-").lower()
-    for locale in LOCALES:
-        if c == locale.lower():
-            return locale
-    for locale in LOCALES:
-        if c.split("-")[0] == locale.split("-")[0].lower():
-            return locale
     return None
 
 
@@ -87,11 +122,16 @@ def t(key: str, locale: str, **values) -> str:
     return text.format(**values) if values else text
 
 
-def _babel(locale: str) -> Locale:
+@lru_cache(maxsize=len(LOCALES))
+def _babel_locale(locale: str) -> Locale:
     try:
         return Locale.parse(locale.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         return Locale.parse(DEFAULT_LOCALE)
+
+
+def _babel(locale: object) -> Locale:
+    return _babel_locale(allowed(locale))
 
 
 def number(value: float | None, locale: str, digits: int = 1) -> str:

@@ -1,10 +1,11 @@
 """The city pack's web layers, served to the browser and read by figure code.
 
 ``GET /layers/<band>/<layer>.geojson`` answers from the files ``layers.web.build``
-writes (under ``CITYDASH_LAYERS_DIR/<pack slug>/``, built on first use): gzip
-when the browser accepts it, a strong ETag (the file's sha256 from the
-manifest), ``Cache-Control`` and ``304 Not Modified`` for a matching
-``If-None-Match``.  Plotly's map traces take :func:`layer_url` as their
+writes (under ``CITYDASH_LAYERS_DIR/<pack slug>/``, built on first use) through
+Flask's ``send_file(conditional=True)``: the pre-gzipped ``.gz`` sibling when the
+browser accepts gzip (``Content-Encoding: gzip``, ``Vary: Accept-Encoding``), a
+strong ETag (the file's sha256 from the manifest), ``Cache-Control``, ``304 Not
+Modified`` for a matching ``If-None-Match`` and byte ranges.  Plotly's map traces take :func:`layer_url` as their
 ``geojson``, so figures stay small and the browser caches the geometry.
 """
 from __future__ import annotations
@@ -14,30 +15,25 @@ from pathlib import Path
 
 import flask
 
+from dashboard import state
+from dashboard.city import city
 from layers import web
+from layers.pack import load_pack
 
 BLUEPRINT = flask.Blueprint("citydash_layers", __name__)
-CACHE_CONTROL = "public, max-age=3600, stale-while-revalidate=86400"
+MAX_AGE_S = 3600
+CACHE_CONTROL = f"public, max-age={MAX_AGE_S}, stale-while-revalidate=86400"
+MIMETYPE = "application/geo+json"
 _build_lock = threading.Lock()
-
-
-def _settings():
-    from dashboard.state import runtime
-
-    return runtime().settings
 
 
 def layer_dir() -> Path:
     """The built layer folder of the served city, built now when missing."""
-    settings = _settings()
-    from dashboard.city import city
-
+    settings = state.settings()
     out = Path(settings.layers_dir) / city(settings.city_pack).slug
     if not (out / web.MANIFEST).exists():
         with _build_lock:
             if not (out / web.MANIFEST).exists():
-                from layers.pack import load_pack
-
                 web.build(load_pack(settings.city_pack), out)
     return out
 
@@ -64,19 +60,15 @@ def _entry(layer: str, band: str) -> dict | None:
 
 @BLUEPRINT.route("/layers/<band>/<layer>.geojson")
 def serve_layer(band: str, layer: str):
-    entry = _entry(layer, band)
+    entry = _entry(layer, band)  # only a file the manifest lists: band and layer are never a path
     if entry is None:
         flask.abort(404)
-    etag = entry["sha256"]
-    if flask.request.if_none_match.contains(etag):
-        response = flask.Response(status=304)
-    else:
-        gz = "gzip" in flask.request.accept_encodings
-        path = layer_dir() / (entry["file"] + (".gz" if gz else ""))
-        response = flask.Response(path.read_bytes(), mimetype="application/geo+json")
-        if gz:
-            response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept-Encoding"
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = CACHE_CONTROL
+    gz = flask.request.accept_encodings["gzip"] > 0  # quality 0 is a refusal; * counts
+    path = layer_dir() / (entry["file"] + (".gz" if gz else ""))
+    response = flask.send_file(path, mimetype=MIMETYPE, conditional=True, etag=entry["sha256"],
+                               max_age=MAX_AGE_S)
+    if gz:
+        response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
+    response.headers["Cache-Control"] = CACHE_CONTROL  # with stale-while-revalidate
     return response

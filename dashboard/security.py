@@ -6,62 +6,114 @@
   a referrer policy, a permissions policy, and framing: the public view may be
   embedded by ``CITYDASH_PUBLIC_FRAME_ANCESTORS``; every other route refuses
   (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``).
-* Rate limits (flask-limiter, per client address; Redis storage when
-  ``CITYDASH_CACHE_REDIS_URL`` is set so gunicorn workers share counters):
-  ``CITYDASH_PUBLIC_RATE_LIMIT`` over all of ``/public/``,
-  ``CITYDASH_LOGIN_RATE_LIMIT`` on sign-in attempts.
+* Rate limits (flask-limiter, fixed windows per client address; Redis storage
+  when ``CITYDASH_CACHE_REDIS_URL`` is set so gunicorn workers share counters,
+  else :class:`WindowCounters` in the process): ``CITYDASH_PUBLIC_RATE_LIMIT``
+  over all of ``/public/``, ``CITYDASH_LOGIN_RATE_LIMIT`` on sign-in attempts
+  (its 429 page is the sign-in page's, ``dashboard.auth.web``).
 * ``CITYDASH_PROXY_COUNT`` trusted proxies: client address and scheme from
   ``X-Forwarded-For`` / ``-Proto`` (werkzeug ProxyFix).
 """
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlsplit
 
 import dash
 import flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits.storage import MemoryStorage
+from limits.storage import Storage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard import i18n
+from dashboard import i18n, state
 
 PUBLIC_PREFIX = "/public"
-
-
-def _settings():
-    from dashboard.state import runtime
-
-    return runtime().settings
+MEMORY_STORAGE_URI = "citydash-memory://"
 
 
 def is_public_path(path: str) -> bool:
     return path == PUBLIC_PREFIX or path.startswith(PUBLIC_PREFIX + "/")
 
 
-class MemoryCounters(MemoryStorage):
-    """limits' in-process counters, swept for expired keys once a second.
+class WindowCounters(Storage):
+    """Fixed-window counters in this process, with no timer thread (``citydash-memory://``).
 
-    ``MemoryStorage`` (limits 5.8) sweeps 10 ms after a hit with a new
-    ``threading.Timer``: under steady traffic, a thread started every 10 ms per
-    worker (about 8 % of a public worker's time in ``bench/public_load.py``).
-    Counting is unchanged: an expired counter reads as 0 before it is swept.
+    A storage of limits' documented extension point (a :class:`limits.storage.Storage`
+    subclass; its ``STORAGE_SCHEME`` registers the URI scheme), for flask-limiter's
+    ``fixed-window`` strategy.  limits' own ``MemoryStorage`` (5.8) starts a new
+    ``threading.Timer`` 10 ms after any hit, whatever the strategy: under steady
+    traffic a thread every 10 ms per worker (about 8 % of a public worker's time in
+    ``bench/public_load.py``).  Here an expired counter reads as 0 at once, and the
+    expired keys are dropped inline, at most once every ``SWEEP_S`` seconds, so the
+    table stays as small as the number of clients of the current window.
     """
 
     STORAGE_SCHEME = ["citydash-memory"]
     SWEEP_S = 1.0
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # the base class's private hook
-        if not self.timer.is_alive():
-            self.timer = threading.Timer(self.SWEEP_S, self._MemoryStorage__expire_events)
-            self.timer.daemon = True
-            self.timer.start()
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        self._lock = threading.Lock()
+        self._counters: dict[str, tuple[int, float]] = {}  # key -> (count, expires at: epoch s)
+        self._next_sweep = 0.0
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self):
+        return ValueError
+
+    def _live(self, key: str, now: float) -> tuple[int, float] | None:
+        entry = self._counters.get(key)
+        return entry if entry and entry[1] > now else None
+
+    def _sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.SWEEP_S
+            for key in [k for k, (_, expires) in self._counters.items() if expires <= now]:
+                del self._counters[key]
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            self._sweep(now)
+            count, expires = self._live(key, now) or (0, now + expiry)
+            self._counters[key] = (count + amount, expires)
+            return count + amount
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            entry = self._live(key, time.time())
+        return entry[0] if entry else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        with self._lock:
+            entry = self._live(key, now)
+        return entry[1] if entry else now
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            count = len(self._counters)
+            self._counters.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._counters.pop(key, None)
+
+    def size(self) -> int:
+        """Counters held (expired ones not swept yet included); not ``__len__``: flask-limiter
+        tests a storage for truth, and an empty one must not read as missing."""
+        return len(self._counters)
 
 
 limiter = Limiter(
     key_func=get_remote_address,
-    application_limits=[lambda: _settings().public_rate_limit],
+    application_limits=[lambda: state.settings().public_rate_limit],
     application_limits_exempt_when=lambda: not is_public_path(flask.request.path),
     headers_enabled=True,
 )
@@ -72,7 +124,8 @@ def init_app(server: flask.Flask, settings, apps: list[dash.Dash]) -> None:
     if settings.proxy_count > 0:
         server.wsgi_app = ProxyFix(server.wsgi_app, x_for=settings.proxy_count,
                                    x_proto=settings.proxy_count, x_host=settings.proxy_count)
-    server.config["RATELIMIT_STORAGE_URI"] = settings.cache_redis_url or "citydash-memory://"
+    server.config["RATELIMIT_STORAGE_URI"] = settings.cache_redis_url or MEMORY_STORAGE_URI
+    server.config["RATELIMIT_STRATEGY"] = "fixed-window"  # the one WindowCounters implements
     server.config["RATELIMIT_KEY_PREFIX"] = "citydash-limits"
     limiter.init_app(server)
     policy = HeaderPolicy(settings, apps)
@@ -81,14 +134,9 @@ def init_app(server: flask.Flask, settings, apps: list[dash.Dash]) -> None:
 
 
 def _too_many(error):
-    from dashboard.auth.web import _locale, login_page, safe_next
-
-    locale = _locale()
-    message = i18n.t("public.error.rate_limited", locale)
-    if flask.request.path == "/login":
-        return login_page(locale, safe_next(flask.request.values.get("next")),
-                          i18n.t("auth.error.rate_limited", locale), 429)
-    response = flask.make_response(message, 429)
+    """429 as a translated line of text (the sign-in page has its own, dashboard.auth.web)."""
+    locale = i18n.negotiate(flask.request.args.get("lang"), city_locale=state.city_locale())
+    response = flask.make_response(i18n.t("public.error.rate_limited", locale), 429)
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     response.headers["Retry-After"] = "60"
     return response

@@ -1,6 +1,12 @@
-"""Process-wide state of the dashboard: settings, city, pools, short-lived caches."""
+"""Process-wide state of the dashboard: settings, city, pools, short-lived caches.
+
+``settings()`` is the one accessor of the dashboard's settings (the ones
+``create_app`` configured, else the environment's); ``city_locale()`` the
+served city's locale for :func:`dashboard.i18n.negotiate`.
+"""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,3 +70,17 @@ def configure(settings: Settings | None = None) -> Runtime:
 
 def runtime() -> Runtime:
     return _runtime or configure()
+
+
+def settings() -> Settings:
+    """The settings of the running dashboard (``create_app``'s, else the environment's)."""
+    return runtime().settings
+
+
+def city_locale() -> str | None:
+    """The served city's locale; None when the city pack cannot be read (pages still render)."""
+    try:
+        return runtime().city.locale
+    except Exception:  # a broken pack must not break the sign-in page or an error message
+        logging.getLogger(__name__).debug("no city locale", exc_info=True)
+        return None

@@ -7,14 +7,14 @@ from functools import lru_cache
 import flask
 import orjson
 
-from dashboard import i18n
 from core.db import pool
+from dashboard import i18n
+from dashboard.auth import audit, current_user
+from dashboard.layer_files import layer_dir, layer_geojson, layer_url, manifest
+from dashboard.state import city_locale, runtime, settings  # noqa: F401  (settings: context.settings())
 from kpis.catalogue import Catalogue
-from dashboard.state import runtime
-
-
-def settings():
-    return runtime().settings
+from layers import web
+from layers.web import CORE_LAYERS
 
 
 def catalogue() -> Catalogue:
@@ -28,27 +28,19 @@ def connection():
 
 
 def request_locale() -> str:
-    """``?lang=``, else the browser's languages, else the city's locale."""
-    try:
-        req = flask.request
-        lang, accept = req.args.get("lang"), req.headers.get("Accept-Language")
-    except RuntimeError:  # outside a request
-        lang = accept = None
-    return i18n.negotiate(lang, accept, runtime().city.locale)
+    """``?lang=``, else the browser's languages, else the city's locale (i18n.negotiate)."""
+    lang = flask.request.args.get("lang") if flask.has_request_context() else None
+    return i18n.negotiate(lang, city_locale=city_locale())
 
 
 def role_allows(role: str) -> bool:
     """Whether the signed-in user has ``role`` (or a higher one)."""
-    from dashboard.auth import current_user
-
     user = current_user()
     return user is not None and user.has_role(role)
 
 
 def record_export(action: str, detail: dict) -> None:
     """One audit-log row for an export (who, when, what)."""
-    from dashboard.auth import audit
-
     audit(action, detail)
 
 
@@ -85,8 +77,6 @@ def line_index(geojson: dict, key: str) -> dict[str, tuple[list, list, dict]]:
 
 def _layer_or_empty(layer: str, band: str) -> dict:
     """A built layer, or an empty collection when the pack has none (no roads or no GTFS)."""
-    from dashboard.layer_files import layer_geojson
-
     try:
         return layer_geojson(layer, band)
     except KeyError:
@@ -114,9 +104,6 @@ ROAD_PROPERTIES = ("name", "class")
 
 @lru_cache(maxsize=8)
 def _road_index(version: str, band: str) -> dict[str, tuple[tuple, tuple, dict, orjson.Fragment]]:
-    from dashboard.layer_files import layer_dir
-    from layers import web
-
     try:  # parsed here, not through the shared layer cache: only the compact index stays in memory
         data = orjson.loads(web.layer_path(layer_dir(), "roads", band).read_bytes())
     except KeyError:
@@ -131,8 +118,6 @@ def _road_index(version: str, band: str) -> dict[str, tuple[tuple, tuple, dict, 
 def road_index(band: str = "street") -> dict[str, tuple[tuple, tuple, dict, orjson.Fragment]]:
     """Roads by id: (lon, lat with None between parts, {name, class}, GeoJSON geometry as an
     ``orjson.Fragment``).  The ``street`` band keeps every road with its id; built once per layer build."""
-    from dashboard.layer_files import layer_url
-
     return _road_index(layer_url("roads", band), band)
 
 
@@ -142,15 +127,10 @@ def _transit_index(version: str) -> dict[str, tuple[list, list, dict]]:
 
 
 def transit_index() -> dict[str, tuple[list, list, dict]]:
-    from dashboard.layer_files import layer_url
-
     return _transit_index(layer_url("transit_lines", "city"))
 
 
 def extra_layers() -> dict[str, dict]:
     """The pack's extra layers and their styles (from the web-layer manifest)."""
-    from dashboard.layer_files import manifest
-    from layers.web import CORE_LAYERS
-
     return {name: (entry or {}).get("style") or {} for name, entry in manifest()["layers"].items()
             if name not in CORE_LAYERS}

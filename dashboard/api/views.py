@@ -9,8 +9,9 @@ these functions, which tests and ``bench/explore.py`` call directly.  Data comes
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
 import numpy as np
@@ -24,6 +25,8 @@ from dashboard.layer_files import layer_url
 from dashboard.queries import explore as q
 from dashboard.state import runtime
 from kpis import evaluate
+
+log = logging.getLogger(__name__)
 
 REPLAY_STEPS = 120  # a replay at speed 1 crosses the window in about this many ticks
 PANEL_ROWS = 15
@@ -48,9 +51,16 @@ def window_data(window: q.Window) -> dict:
             "width_s": int(window.width.total_seconds())}
 
 
-def window_from(data: dict) -> q.Window:
-    return q.Window(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]),
-                    data["resolution"], timedelta(seconds=data["width_s"]))
+def window_from(data) -> q.Window:
+    """The window held by the browser, checked (:func:`q.window_from_data`); anything else (a
+    tampered or stale store: a 10-year raw window, a zero width, junk) gives the default view's
+    window, never an error or an unbounded query."""
+    now = utc_now()
+    window = q.window_from_data(data, now)
+    if window is None:
+        log.info("explorer window from the browser refused; default window used")
+        window = q.window_for(q.ViewState(), now)
+    return window
 
 
 def selection_text(selection) -> str | None:
@@ -78,8 +88,8 @@ def state_from_controls(layers, kpi, road, kinds, rng, start_text, end_text, ind
         query.update({"from": start_text or "", "to": end_text or ""})
     if compare == "custom":
         query["cfrom"] = cfrom_text or ""
-    if index is not None and int(index) < window.frames - 1:
-        query["t"] = window.frame_time(int(index)).strftime("%Y-%m-%dT%H:%MZ")
+    if index is not None and slider_index(index, window) < window.frames - 1:
+        query["t"] = window.frame_time(slider_index(index, window)).strftime("%Y-%m-%dT%H:%MZ")
     return q.parse_state(query, cat, tz, context.extra_layers())
 
 
@@ -90,15 +100,24 @@ def controls_for(state: q.ViewState, tz: str) -> list:
             q.local_text(state.compare_start, tz)]
 
 
-def replay_index(index: int, frames: int, speed: int, trigger: str) -> int:
+def slider_index(index, window: q.Window) -> int:
+    """The slider's value from the browser as a frame index of ``window``: an int clamped to the
+    frames; anything else (None, text, a float, junk) is the newest frame."""
+    if not isinstance(index, int) or isinstance(index, bool):
+        return window.frames - 1
+    return min(max(index, 0), window.frames - 1)
+
+
+def replay_index(index: int, frames: int, speed, trigger: str) -> int:
     """The next frame: one step back or forward, or a replay tick (wraps to the start)."""
+    index = min(max(index, 0), frames - 1) if isinstance(index, int) and not isinstance(index, bool) else 0
     if trigger == "explore-prev":
-        return max(int(index) - 1, 0)
+        return max(index - 1, 0)
     if trigger == "explore-next":
-        return min(int(index) + 1, frames - 1)
-    step = max(1, frames // REPLAY_STEPS) * int(speed)
-    nxt = int(index) + step
-    return 0 if int(index) >= frames - 1 else min(nxt, frames - 1)
+        return min(index + 1, frames - 1)
+    speed = speed if speed in q.SPEEDS else 1
+    step = max(1, frames // REPLAY_STEPS) * speed
+    return 0 if index >= frames - 1 else min(index + step, frames - 1)
 
 
 def _cached(key: str, compute):
@@ -416,6 +435,6 @@ def series_figure_for(kpi, window: q.Window, compare, cfrom, index, locale: str)
     if offset is not None:
         other = series_data(state.kpi, "city", None, q.Window(window.start - offset, window.end - offset,
                                                              window.resolution, window.width))
-    at = window.frame_time(window.frame_index(None) if index is None else int(index))
+    at = window.frame_time(slider_index(index, window))
     return fig.series_figure(current, city_tz(), k.text(locale)[0], k.unit, compare=other, offset=offset,
                              compare_name=i18n.t(f"explore.compare.{state.compare}", locale), frame_at=at)

@@ -26,7 +26,9 @@ import time
 import flask
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from dashboard.auth.users import ROLES, User
+from core.db import pool
+from dashboard.auth.users import NAME_RE, ROLES, User, role_of
+from dashboard import state
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,6 @@ DEV_USER = User("dev", "admin")
 ROLE_RECHECK_S = 30.0
 _role_cache: dict[str, tuple[float, str | None]] = {}
 _role_lock = threading.Lock()
-
-
-def _settings():
-    from dashboard.state import runtime
-
-    return runtime().settings
 
 
 def _in_request() -> bool:
@@ -61,7 +57,7 @@ def current_user() -> User | None:
 
 
 def _resolve() -> User | None:
-    settings = _settings()
+    settings = state.settings()
     mode = settings.auth_mode
     if mode == "none":
         return DEV_USER
@@ -90,11 +86,8 @@ def _current_role(name: str) -> str | None:
         hit = _role_cache.get(name)
     if hit and now - hit[0] < ROLE_RECHECK_S:
         return hit[1]
-    from dashboard.auth.users import role_of
-    from core.db import pool
-
     try:
-        with pool(_settings()).connection() as conn:
+        with pool(state.settings()).connection() as conn:
             role = role_of(conn, name)
     except Exception:  # database down: nobody is signed in rather than an error page
         log.exception("cannot check the role of a signed-in user")
@@ -125,8 +118,6 @@ def _proxy_user(settings) -> User | None:
         log.warning("ignoring %s from untrusted address %s", settings.auth_proxy_user_header,
                     peer_address())
         return None
-    from dashboard.auth.users import NAME_RE
-
     if not NAME_RE.match(name):
         return None
     role = flask.request.headers.get(settings.auth_proxy_role_header, "").strip().lower()
@@ -167,11 +158,9 @@ def audit(action: str, detail: dict, *, user: User | None = None) -> None:
     Raises when the row cannot be written: an action that must be audited
     (an export, an acknowledgement) should not go ahead unrecorded.
     """
-    from core.db import pool
-
     who = user or current_user()
     addr = flask.request.remote_addr if _in_request() else None
-    with pool(_settings()).connection() as conn:
+    with pool(state.settings()).connection() as conn:
         conn.execute(
             "INSERT INTO audit_log (actor, role, action, detail, remote_addr) "
             "VALUES (%s, %s, %s, %s::jsonb, %s)",

@@ -5,10 +5,14 @@ cookie and registers a ``before_request`` guard: with sign-in on, every path
 except the open ones (the public view, the sign-in page, ``/healthz``, the
 districts layer the public map draws) needs a signed-in user. Pages redirect
 to ``/login``; the API and Dash's callback endpoints answer 401.
+
+The sign-in page is the Jinja template ``templates/citydash_auth/login.html``
+(autoescaped); its form token is Flask-WTF's (``generate_csrf`` /
+``validate_csrf``, checked by the sign-in handler only: Dash's JSON callback
+endpoints, internal and public, are not form posts and carry no token).
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import re
@@ -19,14 +23,19 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import flask
+from flask_wtf.csrf import generate_csrf, validate_csrf
+from wtforms import ValidationError
 
-from dashboard import i18n
+from core.db import pool
+from dashboard import i18n, state
 from dashboard.auth import audit, current_user
 from dashboard.auth.users import verify
 from dashboard.security import limiter
 
-BLUEPRINT = flask.Blueprint("citydash_auth", __name__, static_folder=str(Path(__file__).with_name("static")),
-                            static_url_path="/auth/static")
+HERE = Path(__file__).parent
+BLUEPRINT = flask.Blueprint("citydash_auth", __name__, static_folder=str(HERE / "static"),
+                            static_url_path="/auth/static", template_folder=str(HERE / "templates"))
+CSRF_FIELD = "csrf"  # the form field holding Flask-WTF's signed token
 OPEN_EXACT = {"/login", "/logout", "/healthz", "/public"}
 OPEN_PREFIXES = ("/public/", "/auth/static/")
 PUBLIC_LAYER_RE = re.compile(r"^/layers/[A-Za-z0-9_-]+/districts\.geojson$")
@@ -34,15 +43,9 @@ log = logging.getLogger(__name__)
 API_PREFIXES = ("/api", "/_dash", "/_reload-hash", "/layers")
 
 
-def _settings():
-    from dashboard.state import runtime
-
-    return runtime().settings
-
-
 def init_app(server: flask.Flask, settings) -> None:
     development = settings.environment == "development"
-    server.secret_key = settings.secret_key or secret_from_file(Path(settings.secret_key_file))
+    server.secret_key = settings.secret_value("secret_key") or secret_from_file(Path(settings.secret_key_file))
     server.config.update(
         SESSION_COOKIE_NAME="citydash_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -59,7 +62,7 @@ def init_app(server: flask.Flask, settings) -> None:
 def _denied(error):
     """401/403 (``require_role``) as a translated message, never a stack trace."""
     key = "auth.error.unauthorized" if error.code == 401 else "auth.error.forbidden"
-    return flask.jsonify(error=i18n.t(key, _locale())), error.code
+    return flask.jsonify(error=i18n.t(key, _request_locale())), error.code
 
 
 def secret_from_file(path: Path) -> str:
@@ -97,26 +100,19 @@ def guard():
     request = flask.request
     if any(part in ("..", ".") for part in request.path.split("/")):
         flask.abort(404)  # no dot segments: an open prefix must not lead elsewhere
-    if _settings().auth_mode == "none":
+    if state.settings().auth_mode == "none":
         return None
     if is_open(request.path) or current_user() is not None:
         return None
     if request.method == "GET" and not request.path.startswith(API_PREFIXES):
         target = request.full_path if request.query_string else request.path
         return flask.redirect("/login?next=" + quote(target, safe=""), 302)
-    locale = _locale()
-    return flask.jsonify(error=i18n.t("auth.error.unauthorized", locale)), 401
+    return flask.jsonify(error=i18n.t("auth.error.unauthorized", _request_locale())), 401
 
 
-def _locale() -> str:
-    from dashboard.state import runtime
-
-    try:
-        city_locale = runtime().city.locale
-    except Exception:
-        city_locale = None
-    return i18n.negotiate(flask.request.args.get("lang"),
-                          flask.request.headers.get("Accept-Language"), city_locale)
+def _request_locale() -> str:
+    """The locale of a plain Flask request: ``?lang=``, the browser's, the city's (i18n.negotiate)."""
+    return i18n.negotiate(flask.request.args.get("lang"), city_locale=state.city_locale())
 
 
 def safe_next(target: str | None) -> str:
@@ -130,28 +126,27 @@ def safe_next(target: str | None) -> str:
 
 
 def _login_rate_limit() -> str:
-    return _settings().login_rate_limit
+    return state.settings().login_rate_limit
 
 
 @BLUEPRINT.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"])
 def login():
-    locale = _locale()
+    locale = _request_locale()
     request = flask.request
     target = safe_next(request.values.get("next"))
-    if _settings().auth_mode != "builtin":
+    if state.settings().auth_mode != "builtin":
         return flask.redirect(target)
     if request.method == "GET":
         return login_page(locale, target)
-    token = flask.session.get("csrf")
-    if not token or not secrets.compare_digest(str(token), request.form.get("csrf", "")):
+    try:
+        validate_csrf(request.form.get(CSRF_FIELD))
+    except ValidationError:  # missing, forged, expired (WTF_CSRF_TIME_LIMIT) or another session's
         return login_page(locale, target, i18n.t("auth.error.expired", locale), 400)
     name = request.form.get("name", "")[:100]
     password = request.form.get("password", "")[:2000]
-    from core.db import pool
-
     try:
-        with pool(_settings()).connection() as conn:
+        with pool(state.settings()).connection() as conn:
             user = verify(conn, name, password)
         if user is None:
             audit("sign_in_failed", {"name": name[:64]}, user=None)
@@ -170,45 +165,27 @@ def login():
 @BLUEPRINT.route("/logout")
 def logout():
     user = current_user()
-    if user is not None and _settings().auth_mode == "builtin":
+    if user is not None and state.settings().auth_mode == "builtin":
         audit("sign_out", {}, user=user)
     flask.session.clear()
     return flask.redirect("/login")
 
 
+@BLUEPRINT.errorhandler(429)
+def _too_many_attempts(error):
+    """Too many sign-in attempts (CITYDASH_LOGIN_RATE_LIMIT): the page again, with the reason."""
+    locale = _request_locale()
+    return login_page(locale, safe_next(flask.request.values.get("next")),
+                      i18n.t("auth.error.rate_limited", locale), 429)
+
+
 def login_page(locale: str, target: str, error: str | None = None, status: int = 200):
-    t = lambda key: html.escape(i18n.t(key, locale))  # noqa: E731
-    token = flask.session.get("csrf") or secrets.token_urlsafe(24)
-    flask.session["csrf"] = token
-    error_html = (f'<p class="login-error" role="alert" id="login-error">{html.escape(error)}</p>'
-                  if error else "")
-    described = ' aria-describedby="login-error"' if error else ""
-    current = ' aria-current="true"'
-    langs = " ".join(
-        f'<a href="/login?lang={quote(code)}&amp;next={quote(target, safe="")}" lang="{code}"'
-        f'{current if code == locale else ""}>'
-        f'{html.escape(i18n.t("auth.language." + code, code))}</a>'
-        for code in i18n.LOCALES)
-    body = f"""<!DOCTYPE html>
-<html lang="{html.escape(locale)}">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{t("auth.title")} · citydash</title>
-<link rel="stylesheet" href="/auth/static/login.css"></head>
-<body><main class="login">
-<nav class="login-langs" aria-label="{t("auth.language")}">{langs}</nav>
-<h1>{t("auth.title")}</h1>
-{error_html}
-<form method="post" action="/login?lang={quote(locale)}">
-<input type="hidden" name="csrf" value="{html.escape(token)}">
-<input type="hidden" name="next" value="{html.escape(target)}">
-<label for="login-name">{t("auth.name")}</label>
-<input id="login-name" name="name" autocomplete="username" required maxlength="64"{described}>
-<label for="login-password">{t("auth.password")}</label>
-<input id="login-password" name="password" type="password" autocomplete="current-password" required{described}>
-<button type="submit" id="login-submit">{t("auth.submit")}</button>
-</form>
-<p class="login-public"><a href="/public/?lang={quote(locale)}">{t("auth.public_link")}</a></p>
-</main></body></html>"""
+    """The sign-in form in ``locale`` (allow-listed), going to ``target`` (a safe local path)."""
+    locale = i18n.allowed(locale)
+    body = flask.render_template(
+        "citydash_auth/login.html", locale=locale, locales=i18n.LOCALES, target=target,
+        next_query=quote(target, safe=""), error=error, csrf_token=generate_csrf(),
+        t=lambda key, in_locale=None: i18n.t(key, in_locale or locale))
     response = flask.make_response(body, status)
     response.headers["Content-Type"] = "text/html; charset=utf-8"
     response.headers["Cache-Control"] = "no-store"

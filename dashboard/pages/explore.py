@@ -20,7 +20,8 @@ from dashboard import i18n
 from dashboard.api import context
 from dashboard.api.views import (build_map, city_tz, controls_for, export_links, layer_export_list, panel,
                                  problem_list, replay_index, selection_from_click, selection_text, series_figure_for,
-                                 state_from_controls, translator, utc_now, view_state, window_data, window_from)
+                                 slider_index, state_from_controls, translator, utc_now, view_state, window_data,
+                                 window_from)
 from dashboard.queries import explore as q
 from dashboard.state import runtime
 
@@ -167,7 +168,7 @@ def controller(search, layers, kpi, road, kinds, rng, start, end, speed, compare
                         [layers, kpi, road, kinds, rng, start, end, speed, compare, cfrom])
     new_window, problems = no_update, no_update
     if trigger in ("explore-tick", "explore-prev", "explore-next"):
-        index = replay_index(index or 0, window.frames, speed or 1, trigger)
+        index = replay_index(index, window.frames, speed, trigger)
     elif trigger in ("explore-range", "explore-from", "explore-to"):
         query = {"range": rng}
         if rng == q.CUSTOM:
@@ -230,7 +231,7 @@ def play(_n, disabled, locale):
 def render_map(layers, kpi, road, kinds, index, wdata, compare, cfrom, locale):
     window = window_from(wdata)
     state = view_state(layers, kpi, road, kinds, compare, cfrom, window)
-    index = window.frame_index(None) if index is None else int(index)
+    index = slider_index(index, window)
     figure, at = build_map(state, window, index, locale)
     tz = city_tz()
     frame = i18n.t("explore.frame", locale, time=i18n.datetime_text(at, locale, tz, "short"),
@@ -266,7 +267,7 @@ def render_panel(selection, wdata, index, kpi, road, locale):
     window = window_from(wdata)
     state = view_state(["districts"], kpi, road, [], "none", "", window)
     kind, _, ident = selection.partition(":")
-    at = window.frame_time(window.frame_index(None) if index is None else int(index))
+    at = window.frame_time(slider_index(index, window))
     return panel(kind, ident, state, window, at, locale), "explore-panel explore-panel-open"
 
 

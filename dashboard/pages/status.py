@@ -18,7 +18,7 @@ REFRESH_S = 10
 
 
 def layout(lang: str | None = None, **_query):
-    locale = i18n.negotiate(lang, i18n.accept_language(), runtime().city.locale)
+    locale = i18n.negotiate(lang, city_locale=runtime().city.locale)
     return html.Main(className="status", lang=locale, children=[
         dcc.Store(id="status-locale", data=locale),
         dcc.Interval(id="status-interval", interval=REFRESH_S * 1000, n_intervals=0),

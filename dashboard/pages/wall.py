@@ -162,7 +162,7 @@ def layout(lang: str | None = None, view: str | None = None, views: str | None =
            rotate: str | None = None, district: str | None = None, refresh: str | None = None, **_query):
     rt = runtime()
     city = rt.city
-    locale = i18n.negotiate(lang, i18n.accept_language(), city.locale)
+    locale = i18n.negotiate(lang, city_locale=city.locale)
     try:
         geo = geography(rt.settings.city_pack)
         req = q.parse_request(view, views, rotate, district, refresh, rt.settings.wall_refresh_s, set(geo["ids"]))

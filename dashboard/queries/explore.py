@@ -249,6 +249,43 @@ def window_for(state: ViewState, now: datetime) -> Window:
     return Window(end - span, end, resolution, width)
 
 
+WIDTHS = {"raw": MINUTE, "1m": MINUTE, "1h": HOUR}
+_RANK = {"raw": 0, "1m": 1, "1h": 2}
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def window_from_data(data, now: datetime) -> Window | None:
+    """The window a browser sends back (the ``explore-window`` store), or None unless it is one
+    :func:`window_for` could have made: aware ISO times aligned to the bucket width, start before
+    end, at most :data:`MAX_SPAN` (+ one bucket), not in the future, and no finer a resolution than
+    the API's rule (:func:`kpis.evaluate.resolution_for`) gives for its span."""
+    if not isinstance(data, dict):
+        return None
+    start, end, resolution, width_s = (data.get(k) for k in ("start", "end", "resolution", "width_s"))
+    if not isinstance(resolution, str) or resolution not in WIDTHS or not isinstance(width_s, int) \
+            or isinstance(width_s, bool):
+        return None
+    width = WIDTHS[resolution]
+    if width_s != width.total_seconds() or not isinstance(start, str) or not isinstance(end, str) \
+            or len(start) > 40 or len(end) > 40:
+        return None
+    try:
+        start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    if start.tzinfo is None or end.tzinfo is None:
+        return None
+    if not (EARLIEST <= start < end <= now + width) or end - start > MAX_SPAN + width:
+        return None
+    if floor_time(start, width) != start or floor_time(end, width) != end:
+        return None
+    # window_for widens a custom range to whole buckets: judge the span without that widening
+    inner = max(end - start - 2 * width, timedelta(0))
+    if _RANK[resolution] < _RANK[evaluate.resolution_for(start, start + inner)]:
+        return None
+    return Window(start, end, resolution, width)
+
+
 def compare_offset(state: ViewState, window: Window) -> timedelta | None:
     """How far back the comparison period is (None: no comparison)."""
     if state.compare == "prev_week":

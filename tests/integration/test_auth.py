@@ -193,3 +193,22 @@ def test_generated_secret_is_shared_and_private(settings, tmp_path):
     assert first == second and len(first) >= 32
     assert path.stat().st_mode & 0o777 == 0o600
     assert create_app(settings.model_copy(update={**update, "secret_key": "x" * 40})).server.secret_key == "x" * 40
+
+
+def test_dash_callbacks_need_no_form_token(app, db_url):
+    """The sign-in form's CSRF token is not asked of Dash's JSON callback posts (internal, public)."""
+    add_user(db_url, "rita", PASSWORD, "viewer")
+    client = app.server.test_client()
+    assert _sign_in(client, "rita", PASSWORD).status_code == 302
+    for locale in ("ja", "../../x", "**", "x" * 3000):  # a store's value is matched, never a path
+        body = {"output": "status-body.children", "outputs": {"id": "status-body", "property": "children"},
+                "inputs": [{"id": "status-interval", "property": "n_intervals", "value": 1}],
+                "state": [{"id": "status-locale", "property": "data", "value": locale}],
+                "changedPropIds": ["status-interval.n_intervals"]}
+        response = client.post("/_dash-update-component", json=body)
+        assert response.status_code == 200, (locale, response.get_data(as_text=True)[:200])
+    public = client.post("/public/_dash-update-component", json={
+        "output": "public-page.children", "outputs": {"id": "public-page", "property": "children"},
+        "inputs": [{"id": "public-url", "property": "search", "value": "?lang=ja"}], "state": [],
+        "changedPropIds": ["public-url.search"]})
+    assert public.status_code != 400 and "CSRF" not in public.get_data(as_text=True)

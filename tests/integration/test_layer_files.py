@@ -12,7 +12,7 @@ from dashboard.server import create_app
 def test_layer_route_serves_gzip_etag_and_304(settings):
     app = create_app(settings)
     client = app.server.test_client()
-    from dashboard.layer_files import layer_url, manifest
+    from dashboard.layer_files import CACHE_CONTROL, layer_url, manifest
 
     url = layer_url("districts")
     entry = next(f for f in manifest()["files"] if f["layer"] == "districts" and f["band"] == "city")
@@ -26,13 +26,27 @@ def test_layer_route_serves_gzip_etag_and_304(settings):
     body = json.loads(plain.data)
     assert body["type"] == "FeatureCollection" and len(body["features"]) == entry["features"] == 20
 
+    assert plain.headers["Cache-Control"] == CACHE_CONTROL  # with stale-while-revalidate
+    assert "Accept-Encoding" in plain.headers["Vary"] and "Content-Encoding" not in plain.headers
+
     zipped = client.get(url, headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert zipped.headers["Content-Type"].startswith("application/geo+json")
+    assert zipped.headers["ETag"] == plain.headers["ETag"]
+    assert zipped.headers["Cache-Control"] == CACHE_CONTROL
     assert len(zipped.data) < len(plain.data)
     assert json.loads(gzip.decompress(zipped.data)) == body
+    refused = client.get(url, headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "Content-Encoding" not in refused.headers and refused.data == plain.data
 
     again = client.get(url, headers={"If-None-Match": plain.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == plain.headers["ETag"] and again.headers["Cache-Control"] == CACHE_CONTROL
+    again_gz = client.get(url, headers={"If-None-Match": plain.headers["ETag"], "Accept-Encoding": "gzip"})
+    assert again_gz.status_code == 304 and again_gz.data == b""
+    changed = client.get(url, headers={"If-None-Match": '"not-this-one"'})
+    assert changed.status_code == 200 and changed.data == plain.data
 
     assert client.get("/layers/city/nonexistent.geojson").status_code == 404
     for probe in ("/layers/../../etc/passwd.geojson", "/layers/..%2F..%2Fetc/passwd.geojson",

@@ -1,8 +1,11 @@
 """Pure logic of sign-in, security headers and the public view's input handling."""
 from __future__ import annotations
 
+import re
+import time
 from datetime import datetime, timedelta, timezone
 
+import flask
 import pytest
 
 from dashboard.auth.users import ROLES, User, UserError, check_name, check_password, check_role
@@ -138,3 +141,85 @@ def test_public_entries_follow_the_catalogue():
     assert set(entries) == {k.id for k in catalogue if k.public}
     assert "sensors_reporting" not in entries and "energy_demand" not in entries
     assert entries["congestion_index"]["min_group"] == catalogue["congestion_index"].min_group
+
+
+# -- the sign-in page: a Jinja template, Flask-WTF's token ----------------------------------------
+
+def _login_server(**changes):
+    from dashboard import security, state
+    from dashboard.auth import web
+
+    settings = Settings(_env_file=None, auth_mode="builtin", secret_key="s" * 40,
+                        session_cookie_secure=False, **changes)
+    state.configure(settings)
+    server = flask.Flask("login-test")
+    web.init_app(server, settings)
+    security.init_app(server, settings, [])
+    return server
+
+
+def _token(page) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page.get_data(as_text=True))[1]
+
+
+def test_login_page_from_the_template():
+    client = _login_server().test_client()
+    page = client.get("/login?lang=ja&next=/wall%3Fscreen%3D2")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert '<html lang="ja">' in text
+    for ident in ("login-name", "login-password", "login-submit"):
+        assert f'id="{ident}"' in text
+    assert 'name="next" value="/wall?screen=2"' in text
+    assert '&amp;next=%2Fwall%3Fscreen%3D2"' in text and 'lang="pt-BR"' in text
+    assert 'href="/auth/static/login.css"' in text
+    assert "login-error" not in text
+    assert page.headers["X-Frame-Options"] == "DENY"  # the security headers still apply
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert _token(page)
+
+
+@pytest.mark.parametrize("lang", ["../../x", "**", "x" * 5000, '"><script>alert(1)</script>'])
+def test_login_page_escapes_what_the_request_says(lang):
+    client = _login_server().test_client()
+    page = client.get("/login", query_string={"lang": lang, "next": '/x"><script>alert(1)</script>'})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and '<html lang="pt-BR">' in text  # the demo city's locale
+    assert "<script>" not in text
+    assert 'value="/x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in text
+
+
+def test_login_post_needs_the_sessions_token():
+    server = _login_server()
+    client = server.test_client()
+    _token(client.get("/login"))
+    for token in (None, "guess", _token(server.test_client().get("/login"))):  # none, forged, another session's
+        data = {"name": "ana", "password": "x" * 12, **({"csrf": token} if token else {})}
+        refused = client.post("/login?lang=en", data=data)
+        assert refused.status_code == 400
+        assert "login-error" in refused.get_data(as_text=True)
+
+
+def test_login_token_expires(monkeypatch):
+    server = _login_server()
+    server.config["WTF_CSRF_TIME_LIMIT"] = 1
+    client = server.test_client()
+    token = _token(client.get("/login"))
+    time.sleep(2.1)
+    assert client.post("/login", data={"csrf": token, "name": "a", "password": "b" * 12}).status_code == 400
+
+
+def test_no_app_wide_csrf_protection():
+    server = _login_server()
+    assert "csrf" not in server.extensions  # Dash's JSON callback posts carry no form token
+
+
+def test_rate_limited_sign_in_shows_the_page_other_paths_plain_text():
+    server = _login_server(login_rate_limit="2 per minute")
+    client = server.test_client()
+    codes = [client.post("/login", data={"csrf": "x"}).status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+    blocked = client.post("/login?lang=pt-BR", data={"csrf": "x"})
+    assert blocked.status_code == 429 and 'id="login-name"' in blocked.get_data(as_text=True)
+    assert blocked.headers["Content-Type"].startswith("text/html")

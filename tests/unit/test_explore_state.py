@@ -132,3 +132,45 @@ def test_selection_from_click():
     assert selection_from_click({"points": [{"customdata": ""}]}) is None  # a cluster of sensors
     assert selection_from_click({"points": [{"customdata": "planet:x"}]}) is None
     assert selection_from_click(None) is None
+
+
+# -- the window store the browser holds (explore-window) ----------------------------------------------
+
+from datetime import datetime as _dt, timedelta as _td, timezone as _tz  # noqa: E402
+
+from dashboard.queries import explore as _q  # noqa: E402
+
+_NOW = _dt(2026, 3, 2, 12, 0, 30, tzinfo=_tz.utc)
+
+
+def _data(window):
+    return {"start": window.start.isoformat(), "end": window.end.isoformat(),
+            "resolution": window.resolution, "width_s": int(window.width.total_seconds())}
+
+
+def test_every_window_the_page_makes_is_accepted_back():
+    for rng in _q.RANGES:
+        w = _q.window_for(_q.ViewState(range=rng), _NOW)
+        assert _q.window_from_data(_data(w), _NOW) == w, rng
+    for start, end in [(_dt(2026, 3, 1, 10, 0, 30, tzinfo=_tz.utc), _dt(2026, 3, 1, 11, 59, 40, tzinfo=_tz.utc)),
+                       (_NOW - _td(days=92), _NOW), (_NOW - _td(days=3, seconds=7), _NOW - _td(seconds=3))]:
+        w = _q.window_for(_q.ViewState(range=_q.CUSTOM, start=start, end=end), _NOW)
+        assert _q.window_from_data(_data(w), _NOW) == w, (start, end)
+
+
+def test_tampered_windows_are_refused():
+    good = _data(_q.window_for(_q.ViewState(), _NOW))
+    bad = [
+        None, [], "x", 5, {},
+        {**good, "width_s": 0}, {**good, "width_s": -60}, {**good, "width_s": True}, {**good, "width_s": "60"},
+        {**good, "resolution": "1s"}, {**good, "resolution": ["1m"]},
+        {**good, "start": "2016-03-02T12:00:00+00:00", "resolution": "raw"},  # 10 years, raw
+        {**good, "start": "2016-03-02T12:00:00+00:00"},  # beyond the 92-day cap
+        {**good, "start": good["end"]}, {**good, "start": "2026-03-02T12:00:00"},  # empty, naive
+        {**good, "start": "x\x00y"}, {**good, "start": "2" * 5000}, {**good, "end": "2027-01-01T00:00:00+00:00"},
+        {**good, "start": "2026-03-01T12:00:30+00:00"},  # not on a bucket boundary
+        {"start": "2026-02-01T12:00:00+00:00", "end": "2026-03-02T12:00:00+00:00", "resolution": "raw",
+         "width_s": 60},  # a month at raw resolution: finer than the API's rule
+    ]
+    for data in bad:
+        assert _q.window_from_data(data, _NOW) is None, data

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import flask
 import pytest
 
 from dashboard import i18n
@@ -36,6 +37,53 @@ def test_placeholders_match_across_locales():
 ])
 def test_negotiation(requested, accept, city, expected):
     assert i18n.negotiate(requested, accept, city) == expected
+
+
+@pytest.mark.parametrize("requested,header,city,expected", [
+    ("ja", "pt-BR,pt;q=0.9", "en", "ja"),
+    ("PT_br", None, "ja", "pt-BR"),
+    ("xx", "ja;q=0.2,pt-BR;q=0.9", "en", "pt-BR"),   # best_match by weight
+    (None, "pt-PT,de;q=0.8", "ja", "pt-BR"),          # primary tag after best_match
+    (None, "ja;q=0,en;q=0.1", "pt-BR", "en"),         # q=0 refuses
+    (None, None, "ja", "ja"),
+    (None, "de", None, "en"),
+    (None, "*", "ja", "ja"),                          # any language: the city's
+    ("../../x", "x" * 5000, "**", "en"),
+])
+def test_negotiation_reads_the_request(requested, header, city, expected):
+    app = flask.Flask(__name__)
+    headers = {"Accept-Language": header} if header is not None else {}
+    with app.test_request_context("/", headers=headers):
+        assert i18n.negotiate(requested, city_locale=city) == expected
+    assert i18n.negotiate(requested, city_locale=city) in i18n.LOCALES  # outside a request too
+
+
+HOSTILE = ["../../x", "../en", "**", "*", "*/en", "en/../../../etc/passwd", "en\x00", "\x00",
+           "x" * 100_000, "", None, 42, ["en"], {"locale": "ja"}, "en.yaml", "locales/en", " ",
+           "ja;q=1", "pt-BR" + "\x00" * 3]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_browser_locale_values_fall_back_safely(value):
+    english = i18n.catalogue("en")
+    assert i18n.allowed(value) in i18n.LOCALES
+    assert i18n.catalogue(value) is english  # never a path or glob, never a new cache entry
+    assert i18n.t("status.title", value) == english["status.title"]
+    assert i18n.number(1234.5, value) == "1,234.5"
+
+
+def test_catalogue_cache_is_bounded_by_the_allow_list():
+    for value in HOSTILE + [f"zz-{i}" for i in range(500)] + list(i18n.LOCALES):
+        i18n.catalogue(value)
+    info = i18n._catalogue.cache_info()
+    assert info.maxsize == len(i18n.LOCALES) and info.currsize <= len(i18n.LOCALES)
+    with pytest.raises(ValueError):
+        i18n._catalogue("../../x")  # the loader itself refuses anything not allow-listed
+
+
+def test_allowed_keeps_supported_locales():
+    assert [i18n.allowed(x) for x in ("pt-BR", "pt-br", "pt", "en-US", "ja", "ja-JP")] == \
+        ["pt-BR", "pt-BR", "pt-BR", "en", "ja", "ja"]
 
 
 def test_numbers_per_locale():
