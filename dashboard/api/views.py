@@ -173,9 +173,10 @@ def road_lines(values: pd.DataFrame, column: str = "value") -> pd.DataFrame:
 def build_map(state: q.ViewState, window: q.Window, index: int, locale: str):
     """(figure dict, frame time) of one map frame; cached whole, so other planners on the same
     view (and replays of it) get it without recomputing.  Sensor markers are sensor-level data:
-    only planners and above get that layer."""
-    if "sensors" in state.layers and not context.role_allows("planner"):
-        state = replace(state, layers=tuple(n for n in state.layers if n != "sensors"))
+    only planners and above get that layer, and the vehicles layer (ids, routes, positions), as in
+    the read API (:data:`SENSOR_LEVEL_LAYERS`)."""
+    if any(n in state.layers for n in SENSOR_LEVEL_LAYERS) and not context.role_allows("planner"):
+        state = replace(state, layers=tuple(n for n in state.layers if n not in SENSOR_LEVEL_LAYERS))
     key = f"figure:{locale}:{state}:{window.start.isoformat()}:{window.resolution}:{index}"
     return _cached(key, lambda: _build_map(state, window, index, locale))
 

@@ -21,6 +21,8 @@ Map text labels are avoided on purpose: MapLibre fetches glyphs for them.
 """
 from __future__ import annotations
 
+import html
+
 from typing import Callable, Iterable, Mapping
 
 import plotly.graph_objects as go
@@ -86,6 +88,13 @@ def base_layers(sources: Mapping[str, GeoJSONSource], styles: Mapping[str, dict 
     return out
 
 
+def hover(value) -> str:
+    """Text from outside (names, ids and routes from MQTT, GTFS and city packs) for a Plotly hover
+    label: Plotly renders a subset of HTML there (``<a href>``, ``<b>``...), so ``<``, ``>`` and
+    ``&`` are escaped; nothing else changes."""
+    return html.escape("" if value is None else str(value), quote=False)
+
+
 def district_choropleth(geojson: GeoJSONSource, values: Mapping[str, float | None], *, zmin: float,
                         zmax: float, colorscale="Cividis", name: str = "", hovertext: Mapping[str, str] | None = None,
                         opacity: float = 0.75, district_ids: Iterable[str] | None = None) -> go.Choroplethmap:
@@ -100,7 +109,7 @@ def district_choropleth(geojson: GeoJSONSource, values: Mapping[str, float | Non
     return go.Choroplethmap(
         geojson=geojson, featureidkey="properties.id", locations=ids, z=z, zmin=zmin, zmax=zmax,
         colorscale=colorscale, marker={"opacity": opacity, "line": {"width": 0}}, showscale=False, name=name,
-        text=[(hovertext or {}).get(i, i) for i in ids], hoverinfo="text")
+        text=[hover((hovertext or {}).get(i, i)) for i in ids], hoverinfo="text")
 
 
 def _finite(value) -> float | None:
@@ -166,7 +175,7 @@ def point_trace(lon: list, lat: list, *, colour: str, size: float = 9, name: str
     """Circle markers (other symbols would make MapLibre fetch a sprite)."""
     return go.Scattermap(lon=list(lon), lat=list(lat), mode="markers", name=name,
                          marker={"size": size, "color": colour, "opacity": opacity},
-                         text=text, hoverinfo="text" if text else "skip")
+                         text=[hover(t) for t in text] if text else text, hoverinfo="text" if text else "skip")
 
 
 def centroids(geojson: dict, key: str = "id") -> dict[str, tuple[float, float]]:

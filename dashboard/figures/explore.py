@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.figures import basemap
+from dashboard.figures.basemap import hover
 
 GOOD_TO_BAD = [[0.0, "#1a9850"], [0.5, "#fee08b"], [1.0, "#d73027"]]
 DIVERGING = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b2182b"]]
@@ -92,7 +93,8 @@ def map_figure(m: MapLayers) -> dict:
             geojson=m.districts_url, featureidkey="properties.id", locations=list(v["scope_id"]),
             z=[None if not np.isfinite(x) else round(float(x), 3) for x in z], zmin=zmin, zmax=zmax,
             colorscale=_scale(m.better, m.diff), marker={"opacity": 0.7, "line": {"width": 0.8, "color": "#555"}},
-            customdata=[f"district:{s}" for s in v["scope_id"]], text=names, name=lab.get("districts", ""),
+            customdata=[f"district:{s}" for s in v["scope_id"]], text=[hover(n) for n in names],
+            name=lab.get("districts", ""),
             colorbar={"title": {"text": f"{m.kpi_label} ({m.kpi_unit})"}, "x": 0.0, "xanchor": "left",
                       "len": 0.5, "y": 0.98, "yanchor": "top", "thickness": 12},
             hovertemplate="%{text}<br>" + m.kpi_label + ": %{z} " + m.kpi_unit + "<extra></extra>"))
@@ -102,15 +104,16 @@ def map_figure(m: MapLayers) -> dict:
         n = len(line["lon"])
         data.append(dict(type="scattermap",
             mode="lines", lon=line["lon"], lat=line["lat"], line={"width": 3, "color": line["colour"]},
-            name=f"{lab.get('route', '')} {line['name']}", legendgroup="transit",
-            customdata=[f"route:{line['route_id']}"] * n, hovertemplate=line["name"] + "<extra></extra>"))
+            name=f"{lab.get('route', '')} {hover(line['name'])}", legendgroup="transit",
+            customdata=[f"route:{line['route_id']}"] * n, text=[hover(line["name"])] * n,
+            hovertemplate="%{text}<extra></extra>"))
     if m.vehicles is not None and len(m.vehicles):
         v = m.vehicles
         data.append(dict(type="scattermap",
             mode="markers", lon=_coords(v["lon"]), lat=_coords(v["lat"]), name=lab.get("vehicles", ""),
             marker={"size": 9, "color": "#6a1b9a"},
             customdata=[f"route:{r}" for r in v["route"]],
-            text=[f"{veh} · {r}" for veh, r in zip(v["vehicle"], v["route"])],
+            text=[hover(f"{veh} · {r}") for veh, r in zip(v["vehicle"], v["route"])],
             hovertemplate="%{text}<extra></extra>"))
     if m.sensors is not None and len(m.sensors):
         s = m.sensors
@@ -125,7 +128,8 @@ def map_figure(m: MapLayers) -> dict:
                 marker={"size": np.clip(6 + 2 * np.log2(np.maximum(count, 1)), 6, 22).round(1).tolist(),
                         "color": colour},
                 customdata=[f"sensor:{e}" if e else "" for e in part["external_id"]],
-                text=[e if c == 1 else f"{c} × {lab.get('sensors', '')}" for e, c in zip(part["external_id"], count)],
+                text=[hover(e) if c == 1 else f"{c} × {lab.get('sensors', '')}"
+                      for e, c in zip(part["external_id"], count)],
                 hovertemplate="%{text}<extra></extra>"))
     sources: dict[str, str] = {}
     if m.district_outline_url:
@@ -200,7 +204,7 @@ def _road_traces(m: MapLayers) -> list[dict]:
             lat.append(None)
             custom += [f"road:{ids[i]}"] * len(xs)
             custom.append(None)
-            text += [f"{names[i]}: {number.format(values[i])} {m.road_unit}"] * len(xs)
+            text += [f"{hover(names[i])}: {number.format(values[i])} {m.road_unit}"] * len(xs)
             text.append(None)
         traces.append(dict(type="scattermap",
             mode="lines", lon=lon, lat=lat, line={"width": 3, "color": colours[b * len(colours) // (len(edges) - 1)]},

@@ -136,7 +136,7 @@ def map_data(kpi: Kpi | None, snapshot: Mapping, live: Mapping, district_ids: li
     for d in district_ids:
         v = values.get(d)
         shown = i18n.number(v, locale, digits(kpi, v)) + " " + kpi.unit if kpi else "–"
-        text.append(f"{district_names.get(d, d)}: {shown}")
+        text.append(f"{basemap.hover(district_names.get(d, d))}: {shown}")
     out = {"districts": {"z": z, "text": text}}
     roads = snapshot.get("roads", {}) if road_kpi is not None else {}
     coordinates = basemap.road_coordinates(roads_geojson, roads, lambda v: _level(road_kpi, v), LEVELS)
@@ -145,20 +145,20 @@ def map_data(kpi: Kpi | None, snapshot: Mapping, live: Mapping, district_ids: li
     incidents = [a for a in live.get("alerts", []) if a["scope_type"] == "district" and a["scope_id"] in centres]
     pts = [centres[a["scope_id"]] for a in incidents]
     inc = {"lon": [p[0] for p in pts], "lat": [p[1] for p in pts],
-           "text": [f"#{a['id']} {alert_title(a, kpis or {}, locale)} "
+           "text": [f"#{a['id']} {basemap.hover(alert_title(a, kpis or {}, locale))} "
                     f"({i18n.t('wall.status.' + a['severity'], locale)})" for a in incidents]}
     out["incidents-halo"] = {"lon": inc["lon"], "lat": inc["lat"]}
     out["incidents"] = inc
     faults = [f for f in live.get("faults", []) if f["lon"] is not None]
     fl = {"lon": [f["lon"] for f in faults], "lat": [f["lat"] for f in faults],
-          "text": [i18n.t("wall.alerts.health." + f["kpi_id"], locale, sensor=f["sensor"])
-                   if f["kpi_id"] in HEALTH_KPIS else f["sensor"]
+          "text": [basemap.hover(i18n.t("wall.alerts.health." + f["kpi_id"], locale, sensor=f["sensor"])
+                                 if f["kpi_id"] in HEALTH_KPIS else f["sensor"])
                    for f in faults]}
     out["faults-halo"] = {"lon": fl["lon"], "lat": fl["lat"]}
     out["faults"] = fl
     veh = live.get("vehicles", [])
     out["vehicles"] = {"lon": [v["lon"] for v in veh], "lat": [v["lat"] for v in veh],
-                       "text": [f"{v['vehicle']} · {v['route'] or ''}" for v in veh]}
+                       "text": [basemap.hover(f"{v['vehicle']} · {v['route'] or ''}") for v in veh]}
     return out
 
 

@@ -523,3 +523,24 @@ def test_unknown_api_paths_are_json_404_not_the_html_page(api, path):
         response = method(path, headers={"Accept-Language": "pt-BR"})
         assert response.status_code == 404 and response.is_json, (path, response.status_code)
         assert "docs/api.md" in response.get_json()["error"] and "inexistente" in response.get_json()["error"]
+
+
+def test_a_viewer_gets_no_vehicle_or_sensor_level_data_from_the_explorer_map(api, city):
+    """The map callback applies the API's rule: vehicles (ids, routes, positions) and sensor markers
+    are planner data; a viewer who asks for those layers gets the map without them."""
+    import flask
+
+    from dashboard.api import views
+    from dashboard.auth.users import User
+    from dashboard.queries import explore as q
+
+    state = q.resolved(q.ViewState(layers=("districts", "sensors", "vehicles")), load_catalogue(DEMO_CITY))
+    window = q.window_for(q.ViewState(range="1h"), city.now)
+    names = {}
+    for role in ("viewer", "planner"):
+        with api.test_request_context("/"):
+            flask.g.citydash_user = User(role[:3], role)
+            figure, _ = views.build_map(state, window, window.frames - 1, "en")
+        names[role] = {trace.get("name") for trace in figure["data"]}
+    assert {"Vehicles", "Sensors"} <= names["planner"], names
+    assert not {"Vehicles", "Sensors"} & names["viewer"], names

@@ -128,3 +128,24 @@ def test_road_difference_classes_are_centred_on_zero_and_red_is_worse():
     assert traces[0]["text"][0] == "A: -4.0 km/h" and traces[1]["text"][0] == "B: +1.0 km/h"
     assert fig.road_colours("higher", False)[0] == fig.GOOD_TO_BAD[-1][1]  # plain values: lowest speed red
     assert fig.road_colours("lower", True) == fig.ROAD_COLOURS[True]
+
+
+def test_hover_labels_escape_markup_from_outside_data():
+    """Names, ids and routes come from MQTT, GTFS and city packs; Plotly renders <a href> and other
+    tags in hover labels, so they arrive escaped (the text itself unchanged)."""
+    import pandas as pd
+
+    from dashboard.figures import basemap
+    from dashboard.figures import explore as fig
+
+    evil = '<a href="https://evil.example">x</a>'
+    assert basemap.hover(evil) == '&lt;a href="https://evil.example"&gt;x&lt;/a&gt;' and basemap.hover(None) == ""
+    m = fig.MapLayers(centre=(0.0, 0.0), zoom=10)
+    m.vehicles = pd.DataFrame({"vehicle": [evil], "route": ["<b>1</b>"], "lon": [0.0], "lat": [0.0]})
+    m.transit_lines = [{"route_id": "r", "name": evil, "colour": "#000", "lon": [0, 1], "lat": [0, 1]}]
+    figure = fig.map_figure(m)
+    texts = [t for trace in figure["data"] for t in (trace.get("text") or [])] + \
+            [trace.get("name") or "" for trace in figure["data"]]
+    assert texts and not any("<a " in t or "<b>" in t for t in texts if t), texts
+    trace = basemap.point_trace([0], [0], colour="#000", text=[evil])
+    assert "<a " not in trace.text[0]
