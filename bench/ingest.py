@@ -15,6 +15,12 @@ On its own throw-away TimescaleDB and Mosquitto (temporary folders, loopback):
    payload time; p50/p99.
 
 Targets on a 2-core machine: >= 25,000 msgs/s, >= 60 % of the ceiling, >= 10x the naive peer.
+
+The whole run is bounded in time (``--time-limit``, bench/guard.py: past it the benchmark
+fails with exit 3 and every thread's stack) and prints the load average at start and end.
+The publishers never read paho's private state: paho's in-flight limit is off and each keeps
+its own window of unacknowledged messages, counted from ``on_publish``, below the broker's
+Receive Maximum (with a limit, paho 2.2 walks every unacknowledged message on each PUBACK).
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import guard  # noqa: E402
+from bench.record import record  # noqa: E402
+
 import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
@@ -43,21 +51,48 @@ from ingest.migrate import migrate  # noqa: E402
 from devtools.stack import LocalMosquitto, LocalPostgres, free_port  # noqa: E402
 
 TOPIC = "city/mobility/traffic_counter/{}"
-MAX_OUTSTANDING = 20_000
+MAX_OUTSTANDING = 20_000  # unacknowledged messages per publisher (paho's packet ids are 16-bit)
+PUBLISH_STALL_S = 120.0  # a publisher with no PUBACK for this long fails loudly
 
 
 # -- publishing ------------------------------------------------------------------------
 def _publish(port: int, n: int, start_ts: float, rate: float | None, sensors: int,
              prefix: str) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    # A wide window: the publisher must not queue messages inside paho waiting for
-    # PUBACKs, or the live lag would measure the publisher's own backlog.
-    client.max_inflight_messages_set(10_000)
+    # paho's in-flight limit off: with one, paho rescans every unacknowledged message on each
+    # PUBACK; the window below is ours, counted from on_publish.
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
+    acked = [0]
+    window = [MAX_OUTSTANDING]
+    connected = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        receive_maximum = getattr(properties, "ReceiveMaximum", None) or 65535
+        window[0] = max(1, min(MAX_OUTSTANDING, receive_maximum - 1))
+        connected.set()
+
+    def on_publish(client, userdata, mid, reason_code, properties):
+        acked[0] += 1
+
+    client.on_connect = on_connect
+    client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
+    if not connected.wait(30):
+        raise SystemExit("publisher: no CONNACK from the broker in 30 s")
+
+    def wait_acks(until: int) -> None:
+        seen, since = acked[0], time.monotonic()
+        while acked[0] < until:
+            if acked[0] != seen:
+                seen, since = acked[0], time.monotonic()
+            elif time.monotonic() - since > PUBLISH_STALL_S:
+                raise SystemExit(f"publisher: no PUBACK for {PUBLISH_STALL_S:.0f} s "
+                                 f"({acked[0]:,} of {until:,} acknowledged)")
+            time.sleep(0.002)
+
     began = time.monotonic()
-    last = None
     for i in range(n):
         if rate:
             due = began + i / rate
@@ -67,27 +102,36 @@ def _publish(port: int, n: int, start_ts: float, rate: float | None, sensors: in
             ts = time.time()
         else:
             ts = start_ts + i // sensors
+        if i - acked[0] >= window[0]:
+            wait_acks(i - window[0] + 1)
         payload = json.dumps({"ts": round(ts, 6), "values": {"flow": i % 97, "speed": 30 + i % 20}})
-        last = client.publish(TOPIC.format(f"{prefix}{i % sensors}"), payload, qos=1)
-        if last.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise RuntimeError(f"publish {i} failed: {mqtt.error_string(last.rc)}")
-        # paho's packet ids are 16-bit: keep well under 65,535 unacknowledged or they collide.
-        while len(client._out_messages) > MAX_OUTSTANDING:
-            time.sleep(0.002)
-    last.wait_for_publish(120)
-    while client._out_messages:  # every QoS 1 PUBACK back from the broker
-        time.sleep(0.01)
+        info = client.publish(TOPIC.format(f"{prefix}{i % sensors}"), payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise SystemExit(f"publisher: publish {i} failed: {mqtt.error_string(info.rc)}")
+    wait_acks(n)  # every QoS 1 PUBACK back from the broker
     client.disconnect()
     client.loop_stop()
 
 
+class Publisher:
+    """A publishing process; ``join`` fails loudly if it did not publish everything."""
+
+    def __init__(self, proc: mp.Process):
+        self.proc = proc
+
+    def join(self) -> None:
+        self.proc.join()
+        if self.proc.exitcode != 0:
+            raise SystemExit(f"publisher process failed (exit {self.proc.exitcode}); see above")
+
+
 def publish(port: int, n: int, rate: float | None = None, sensors: int = 1000,
-            prefix: str = "tc-", start_ts: float | None = None) -> mp.Process:
+            prefix: str = "tc-", start_ts: float | None = None) -> Publisher:
     start_ts = start_ts if start_ts is not None else time.time() - 3 * 3600
     proc = mp.get_context("fork").Process(target=_publish,
                                           args=(port, n, start_ts, rate, sensors, prefix))
     proc.start()
-    return proc
+    return Publisher(proc)
 
 
 def make_session(port: int, client_id: str, topic: str = "city/mobility/#") -> None:
@@ -309,7 +353,7 @@ def run_live_lag(pg_url: str, broker: LocalMosquitto, rate: float, seconds: floa
             "p99_ms": 1000 * lags[int(len(lags) * 0.99)], "peak_rss_mb": rss}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--naive-messages", type=int, default=20_000)
@@ -318,7 +362,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     parser.add_argument("--only-citydash", action="store_true",
                         help="time the citydash drain only (for profiling), record nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="citydash-bench-ingest-"))
     os.chmod(tmp, 0o755)
@@ -371,11 +415,9 @@ def main() -> int:
     print(table)
     print(extra)
     if args.record:
-        from bench.record import record
-
         record("Ingest (bench/ingest.py)", table + "\n" + extra)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guard.run(main, "bench/ingest.py", 1200))

@@ -6,14 +6,18 @@ a ``.env`` file in the working directory.  ``docs/configuration.md`` documents
 each one (``tests/unit/test_settings.py`` fails when one is missing there).
 
 Secrets (passwords inside URLs, the session secret) are masked by
-:func:`describe` and never logged.
+:func:`describe` and never logged: the session secret is a ``SecretStr``
+(read it with :meth:`Settings.secret_value`), and the repr of a ``Settings``
+shows URLs with their passwords as ``***``.  Settings with a fixed set of
+values are ``Literal`` types, so a typo fails at start-up.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_SETTINGS = {"secret_key"}
@@ -25,6 +29,13 @@ URL_SETTINGS = {
     "mqtt_url",
     "cache_redis_url",
 }
+
+
+def _upper(value):
+    return value.upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
 
 
 class Settings(BaseSettings):
@@ -107,6 +118,26 @@ class Settings(BaseSettings):
                               "Prometheus /metrics and /healthz endpoint.")
     metrics_port: int = Field(9108, description="Port of the ingestor's /metrics and /healthz; "
                               "0 disables it.")
+    db_retry_max: int = Field(
+        5, ge=0, description="Retries of a batch that fails with a transient database error "
+        "(deadlock, insufficient resources, operator intervention: core/dberrors.py), with "
+        "backoff; then the batch is bisected and the messages that still fail are dead-lettered "
+        "with the error. Errors that leave no connection (database down) are retried without bound.")
+    flush_stuck_warn_s: float = Field(
+        30.0, gt=0, description="A warning is logged (and repeated at this interval) while a batch "
+        "has waited longer than this for its commit, seconds.")
+    mqtt_socket_rcvbuf_bytes: int = Field(
+        4 * 1024 * 1024, ge=0, description="Receive buffer (SO_RCVBUF) of the ingestor's broker "
+        "socket, bytes, so that bursts wait in the kernel rather than at the broker; 0: the "
+        "system default.")
+    mqtt_block_reader: bool = Field(
+        True, description="Read the broker socket in 256 KB blocks and send a batch's PUBACKs in "
+        "one write (ingest/mqtt_client.py); used only with a paho-mqtt version it was checked "
+        "against, else stock paho. false: always stock paho.")
+    mqtt_loop_stall_s: float = Field(
+        60.0, gt=0, description="A paho callback running longer than this means the MQTT network "
+        "loop is stuck; the ingestor then exits non-zero for its supervisor to restart it (a dead "
+        "network thread is restarted in-process), seconds.")
 
     # --- retention -------------------------------------------------------
     raw_retention_days: int = Field(
@@ -169,8 +200,8 @@ class Settings(BaseSettings):
     # --- dashboard -------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of the development server.")
     port: int = Field(8050, description="Port of the dashboard.")
-    secret_key: str = Field(
-        "",
+    secret_key: SecretStr = Field(
+        SecretStr(""),
         description="Secret that signs sessions. Empty: a random one per process (sessions do "
         "not survive a restart).",
     )
@@ -192,10 +223,10 @@ class Settings(BaseSettings):
         "(e.g. https://tiles.example.city/{z}/{x}/{y}.png) drawn under the maps; empty: the city "
         "pack's layers only, no tile requests.")
     # --- sign-in, security headers, public view (dashboard/auth, security.py, public/) --
-    environment: str = Field(
+    environment: Literal["production", "development"] = Field(
         "production", description="'production' or 'development'. Debug mode and session cookies "
         "over plain HTTP are only allowed in development.")
-    auth_mode: str = Field(
+    auth_mode: Literal["builtin", "proxy", "none"] = Field(
         "builtin", description="Sign-in for /wall, /explore, /api and the other internal pages: "
         "'builtin' (users in the database, `python -m dashboard users add`), 'proxy' (a trusted "
         "reverse proxy's header names the user, for the city's single sign-on) or 'none' (no "
@@ -203,10 +234,11 @@ class Settings(BaseSettings):
     auth_proxy_user_header: str = Field(
         "X-Forwarded-User", description="auth_mode=proxy: request header holding the user name.")
     auth_proxy_role_header: str = Field(
-        "X-Forwarded-Role", description="auth_mode=proxy: request header holding the role "
-        "(viewer, planner, operator, admin); when absent, the user's role in the users table, "
-        "else auth_proxy_default_role.")
-    auth_proxy_default_role: str = Field(
+        "", description="auth_mode=proxy: request header holding the role (viewer, planner, "
+        "operator, admin), opt-in: empty (the default) reads no role header, so roles come from the "
+        "users table, else auth_proxy_default_role. Set it only when the sign-in proxy sets this "
+        "header itself and drops it from every client request (e.g. X-Forwarded-Role).")
+    auth_proxy_default_role: Literal["viewer", "planner", "operator", "admin"] = Field(
         "viewer", description="auth_mode=proxy: role of a signed-in user the proxy and the users "
         "table give no role for.")
     auth_proxy_trusted: str = Field(
@@ -248,8 +280,23 @@ class Settings(BaseSettings):
         5000, description="Most sensor markers the explorer's map sends; beyond that sensors are "
         "aggregated on a server-side grid (one marker per cell with a count).")
     debug: bool = Field(False, description="Dash debug mode; only for development.")
-    log_level: str = Field("INFO", description="Python log level.")
-    log_format: str = Field("json", description="'json' for structured logs, 'text' for humans.")
+    log_level: LogLevel = Field("INFO", description="Python log level.")
+    log_format: Literal["json", "text"] = Field("json", description="'json' for structured logs, 'text' for humans.")
+
+    def secret_value(self, name: str) -> str:
+        """The clear text of a secret setting (a ``SecretStr``; a plain ``str`` set by
+        ``model_copy(update=...)``, which does not validate, is returned as it is)."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            if name in URL_SETTINGS and isinstance(value, str):
+                try:
+                    value = mask_url(value)
+                except ValueError:  # not even a URL: show nothing of it
+                    value = "***"
+            yield name, value
 
     def role_url(self, role: str) -> str:
         """URL for a least-privilege role: ``ingest``, ``reader`` or ``public``."""
@@ -283,7 +330,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
-        if name in SECRET_SETTINGS:
+        if name in SECRET_SETTINGS or isinstance(value, SecretStr):
             shown = "***" if value else ""
         elif name in URL_SETTINGS:
             shown = mask_url(str(value))

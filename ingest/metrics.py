@@ -17,7 +17,15 @@ MESSAGES = Counter("citydash_ingest_messages_total",
 ROWS_WRITTEN = Counter("citydash_ingest_rows_written_total", "Rows inserted", ["table"])
 DUPLICATES = Counter("citydash_ingest_duplicate_rows_total",
                      "Rows skipped because they were already stored (redeliveries)")
-DB_ERRORS = Counter("citydash_ingest_db_errors_total", "Failed batch writes", ["kind"])
+DB_ERRORS = Counter("citydash_ingest_db_errors_total",
+                    "Failed batch writes by kind (transient, unavailable, permanent)", ["kind"])
+STUCK_FLUSHES = Counter("citydash_ingest_stuck_flush_warnings_total",
+                        "Warnings that a flush did not commit within CITYDASH_FLUSH_STUCK_WARN_S")
+CALLBACK_ERRORS = Counter("citydash_ingest_mqtt_callback_errors_total",
+                          "Exceptions caught in paho callbacks (the network loop goes on)",
+                          ["callback"])
+LOOP_RESTARTS = Counter("citydash_ingest_mqtt_loop_restarts_total",
+                        "Restarts of paho's network thread by the watchdog", ["reason"])
 BATCH_SIZE = Histogram("citydash_ingest_batch_messages", "Messages per committed batch",
                        buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000))
 COMMIT_SECONDS = Histogram("citydash_ingest_commit_seconds", "Time to write and commit a batch",
@@ -26,7 +34,8 @@ LAG_SECONDS = Histogram("citydash_ingest_lag_seconds", "Payload time to commit",
                         buckets=(.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 3600))
 BUFFER_DEPTH = Gauge("citydash_ingest_buffer_messages", "Messages received, not yet committed")
 CONNECTED = Gauge("citydash_ingest_mqtt_connected", "1 while connected to the broker")
-DB_UP = Gauge("citydash_ingest_db_up", "1 while the last database write succeeded")
+DB_UP = Gauge("citydash_ingest_db_up",
+              "1 while the writer's database connection is up (last write or ping reached it)")
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -1,10 +1,10 @@
-"""A paho-mqtt client that reads in large blocks and acknowledges in batches.
+"""The ingestor's paho-mqtt client: stock paho, or a block reader where it is known to work.
 
 paho-mqtt 2.x reads its socket one header byte at a time (two or three
 ``recv`` calls per message) and writes each PUBACK with its own ``send``; at
 tens of thousands of messages per second those system calls are most of the
-ingestor's CPU.  ``BufferedClient`` keeps paho's protocol handling and changes
-only the two ends:
+MQTT process's CPU.  ``BufferedClient`` keeps paho's protocol handling and
+changes only the two ends:
 
 * ``_sock_recv`` serves paho's small reads from a buffer filled by one large
   ``recv``; ``loop_read`` then handles every complete packet already buffered
@@ -14,25 +14,64 @@ only the two ends:
   id; reason code omitted means Success), so the concatenation is exactly the
   stream paho would have written one packet at a time.
 
-Both rely on paho internals of the pinned version (2.2.0, see
-requirements.txt); ``tests/unit/test_mqtt_client.py`` and every ingest
-integration test exercise them against the real broker.
+Both override paho internals, so :func:`make_client` uses ``BufferedClient``
+only with a paho version it was checked against (:data:`CHECKED_PAHO_VERSIONS`,
+the one pinned in requirements.txt) and whose internals are all there; with
+any other version, or ``CITYDASH_MQTT_BLOCK_READER=false``, it falls back to
+stock ``mqtt.Client`` (acks through the public ``Client.ack``), logging why.
+Kept because it measured faster than stock paho on the 2-core bench machine
+(bench/ingest.py --only-citydash, 200,000 messages; figures in docs/ingest.md).
+``tests/unit/test_mqtt_client.py`` and the ingest integration tests exercise
+both against the real broker.
 """
 from __future__ import annotations
 
+import logging
 import struct
 
+import paho.mqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import PUBACK, MQTTErrorCode
 
+log = logging.getLogger(__name__)
+
 READ_BLOCK = 256 * 1024
 _PUBACK = struct.Struct("!BBH")
+# paho-mqtt versions whose internals BufferedClient was read against and tested with
+CHECKED_PAHO_VERSIONS = ("2.2.0",)
+_INTERNALS = ("_sock_recv", "_sock_close", "_packet_read", "_loop_rc_handle", "_packet_queue")
 
 
 def puback_packets(mids) -> bytes:
     """The PUBACK packets for ``mids``, back to back."""
     pack = _PUBACK.pack
     return b"".join([pack(PUBACK, 2, mid) for mid in mids])
+
+
+def block_reader_unavailable() -> str | None:
+    """Why ``BufferedClient`` cannot be used with the installed paho, or None if it can."""
+    version = getattr(paho.mqtt, "__version__", "unknown")
+    if version not in CHECKED_PAHO_VERSIONS:
+        return (f"paho-mqtt {version} is not a version the block reader was checked against "
+                f"({', '.join(CHECKED_PAHO_VERSIONS)})")
+    missing = [name for name in _INTERNALS if not hasattr(mqtt.Client, name)]
+    if missing:
+        return f"paho-mqtt {version} lacks {', '.join(missing)}"
+    return None
+
+
+def make_client(client_id: str, block_reader: bool = True) -> mqtt.Client:
+    """An MQTT v5, manual-ack client: ``BufferedClient`` when asked for and usable, else stock."""
+    cls = mqtt.Client
+    if block_reader:
+        why_not = block_reader_unavailable()
+        if why_not is None:
+            cls = BufferedClient
+        else:
+            log.warning("%s; using stock paho (slower: several recv calls per message, one send "
+                        "per PUBACK)", why_not)
+    return cls(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+               manual_ack=True)
 
 
 class BufferedClient(mqtt.Client):

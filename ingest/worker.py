@@ -8,7 +8,9 @@ writes (:mod:`ingest.pipeline`, :mod:`ingest.writer`) and runs the KPI jobs
 acknowledge.  Protocol (tuples over ``multiprocessing`` connections):
 
 * MQTT process → here: ``("msgs", received_at, [(token, qos, topic, payload), ...])``,
-  ``("state", connected)``, ``("stop",)``;
+  ``("state", connected)``, ``("count", what, label)`` (an event of the MQTT process
+  counted in this process's /metrics: ``callback_errors`` or ``loop_restarts``),
+  ``("stop",)``;
 * here → MQTT process: ``("ready",)``, ``("ack", [token, ...], totals)`` after
   every commit, ``("stopped", totals)`` when flushed on stop.
 
@@ -29,12 +31,13 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from core.logs import setup_logging
+from core.settings import Settings
 from ingest import metrics
 from ingest.city import city_bbox
 from ingest.decoders.base import DecodeContext, DecodeError, Message
 from ingest.pipeline import Pipeline, oldest_allowed
 from ingest.router import DEFAULT_ROUTES, Router, parse_routes
-from core.settings import Settings
 from ingest.validate import ValidationContext
 from ingest.writer import BatchWriter, Entry, WriteResult
 
@@ -47,10 +50,6 @@ PR_SET_PDEATHSIG = 1
 
 def token(generation: int, mid: int) -> int:
     return (generation << 16) | mid
-
-
-def untoken(value: int) -> tuple[int, int]:
-    return value >> 16, value & 0xFFFF
 
 
 def totals_tuple(t: WriteResult) -> tuple[int, int, int, int]:
@@ -126,9 +125,7 @@ class Worker:
         self.connected = False
         self.writer = BatchWriter(settings.role_url("ingest"), settings.dead_letter_payload_cap)
         self.decode = Decoder(settings)
-        self.pipeline = Pipeline(self.writer, self.decode, self._ack,
-                                 batch_size=settings.batch_size,
-                                 max_age_s=settings.batch_max_age_ms / 1000)
+        self.pipeline = Pipeline(self.writer, self.decode, self._ack, settings)
         self.jobs = None
         self._metrics_server = None
 
@@ -153,6 +150,9 @@ class Worker:
         self._metrics_server = metrics.serve(s.metrics_host, s.metrics_port, self.health)
         self.pipeline.start()
         if s.jobs_enabled:
+            # deferred: ingest.jobs loads the KPI engine and pandas (about 1 s and tens of MB);
+            # the MQTT process imports this module too (the worker's spawn target) and never
+            # runs jobs, nor does a worker with jobs disabled.
             from ingest.jobs import JobRunner
 
             self.jobs = JobRunner(s)
@@ -171,6 +171,13 @@ class Worker:
     def set_connected(self, connected: bool) -> None:
         self.connected = connected
         metrics.CONNECTED.set(1 if connected else 0)
+
+    def count(self, what: str, label: str) -> None:
+        """An event of the MQTT process, counted here where /metrics is served."""
+        if what == "callback_errors":
+            metrics.CALLBACK_ERRORS.labels(callback=label).inc()
+        elif what == "loop_restarts":
+            metrics.LOOP_RESTARTS.labels(reason=label).inc()
 
     def stop(self) -> None:
         self.pipeline.stop()
@@ -198,8 +205,6 @@ def main(settings: Settings, inbox, outbox) -> None:
     # Ctrl-C and SIGTERM go to the MQTT process, which flushes us with "stop".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from core.logs import setup_logging
-
     setup_logging(settings)
     worker = Worker(settings, outbox.send)
     worker.start()
@@ -215,10 +220,12 @@ def main(settings: Settings, inbox, outbox) -> None:
                 worker.receive(message[1], message[2])
             elif kind == "state":
                 worker.set_connected(message[1])
+            elif kind == "count":
+                worker.count(message[1], message[2])
             elif kind == "stop":
                 break
     finally:
         worker.stop()
 
 
-__all__ = ["Decoder", "Worker", "main", "token", "untoken", "DecodeError"]
+__all__ = ["Decoder", "Worker", "main", "token", "DecodeError"]

@@ -6,7 +6,10 @@ message gives no location), and dead-letters the entries that carry a reject
 reason, all in one transaction.  Rows go in by binary COPY into a temporary
 table and then ``INSERT ... ON CONFLICT DO NOTHING``, so a redelivered message
 adds nothing.  Errors propagate after rollback; :mod:`ingest.pipeline`
-decides whether to retry or to isolate the offending entries.
+decides whether to retry or to isolate the offending entries.  The writer
+keeps ``citydash_ingest_db_up`` at 1 while its connection works (a connect,
+write or ping reached the database) and 0 once one failed for want of a
+connection.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from datetime import datetime
 
 import psycopg
 
+from ingest import metrics
 from ingest.decoders.base import Decoded, Message
 
 log = logging.getLogger(__name__)
@@ -62,16 +66,25 @@ class BatchWriter:
     def connect(self) -> psycopg.Connection:
         if self.conn is not None and not self.conn.closed:
             return self.conn
-        conn = psycopg.connect(self.url, connect_timeout=5, application_name="citydash-ingest")
-        conn.execute("SET synchronous_commit = on")
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS readings_in "
-            "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS vehicles_in "
-            "(LIKE vehicle_positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        conn.commit()
+        try:
+            conn = psycopg.connect(self.url, connect_timeout=5, application_name="citydash-ingest")
+            try:
+                conn.execute("SET synchronous_commit = on")
+                conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS readings_in "
+                    "(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+                conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS vehicles_in "
+                    "(LIKE vehicle_positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            metrics.DB_UP.set(0)
+            raise
         self.conn = conn
+        metrics.DB_UP.set(1)
         return conn
 
     def close(self) -> None:
@@ -81,10 +94,21 @@ class BatchWriter:
             finally:
                 self.conn = None
 
+    def _failed(self, conn: psycopg.Connection) -> None:
+        """After an error: a closed or broken connection is dropped, and the database is down."""
+        if conn.closed or conn.broken:
+            self.conn = None
+            metrics.DB_UP.set(0)
+
     def ping(self) -> None:
         conn = self.connect()
-        conn.execute("SELECT 1")
-        conn.rollback()
+        try:
+            conn.execute("SELECT 1")
+            conn.rollback()
+        except BaseException:
+            self._failed(conn)
+            raise
+        metrics.DB_UP.set(1)
 
     # -- writing ----------------------------------------------------------
     def write(self, entries: list[Entry]) -> WriteResult:
@@ -93,9 +117,9 @@ class BatchWriter:
             with conn.transaction():
                 result, new_sensors, new_metrics = self._write(conn, entries)
         except BaseException:
-            if conn.closed or conn.broken:
-                self.conn = None
+            self._failed(conn)
             raise
+        metrics.DB_UP.set(1)
         # Only committed ids enter the caches.
         for ext, (sid, placed) in new_sensors.items():
             self.sensor_ids[ext] = sid
@@ -168,8 +192,7 @@ class BatchWriter:
             with conn.transaction(), conn.cursor() as cur:
                 self._dead_letter(cur, entries)
         except BaseException:
-            if conn.closed or conn.broken:
-                self.conn = None
+            self._failed(conn)
             raise
 
     def _dead_letter(self, cur, entries: list[Entry]) -> None:
@@ -246,10 +269,8 @@ class BatchWriter:
                     (list(newest), list(newest.values())),
                 )
         except BaseException:
-            if conn.closed or conn.broken:
-                self.conn = None
+            self._failed(conn)
             raise
-
 
 
 def _text(value: str) -> str:

@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from core.mqtt_url import parse_mqtt_url
 from core.timebuckets import HOUR, floor_time
 from kpis import formulas
 from kpis.catalogue import Catalogue, Kpi
@@ -429,17 +430,15 @@ class MqttPublisher:
     """QoS 1, not retained publication through paho-mqtt; ``publish`` waits for the PUBACK."""
 
     def __init__(self, url: str, client_id: str, timeout: float = 5.0):
-        from urllib.parse import urlsplit
-
         import paho.mqtt.client as mqtt
 
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        address = parse_mqtt_url(url)
+        self.host, self.port = address.host, address.port
         self.timeout = timeout
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if parts.username:
-            self.client.username_pw_set(parts.username, parts.password)
-        if parts.scheme in ("mqtts", "ssl"):
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
+        if address.tls:
             self.client.tls_set()
         self.client.reconnect_delay_set(1, 30)
         self._started = False

@@ -120,7 +120,9 @@ def _proxy_user(settings) -> User | None:
         return None
     if not NAME_RE.match(name):
         return None
-    role = flask.request.headers.get(settings.auth_proxy_role_header, "").strip().lower()
+    # the role header is opt-in (empty setting: none is read); only the proxy may set it
+    header = settings.auth_proxy_role_header
+    role = flask.request.headers.get(header, "").strip().lower() if header else ""
     if role not in ROLES:
         role = _current_role(name) or settings.auth_proxy_default_role
     if role not in ROLES:

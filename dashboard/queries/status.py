@@ -5,10 +5,11 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
+
+from core.mqtt_url import parse_mqtt_url
 
 
 @dataclass
@@ -42,13 +43,16 @@ def database_status(conn: psycopg.Connection) -> DatabaseStatus:
 
 def broker_status(url: str, timeout: float = 2.0) -> tuple[bool, str | None]:
     """Open a real MQTT session (CONNECT/CONNACK) to the broker and close it."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 1883
+    try:
+        address = parse_mqtt_url(url)
+    except ValueError as exc:  # a misconfigured URL is a broker problem to show, not a broken page
+        return False, str(exc)
+    host, port = address.host, address.port
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                          client_id=f"citydash-status-{time.monotonic_ns()}")
-    if parts.username:
-        client.username_pw_set(parts.username, parts.password)
-    if parts.scheme in ("mqtts", "ssl"):
+    if address.username:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
         client.tls_set()
     try:
         client.connect(host, port, keepalive=5)

@@ -160,13 +160,6 @@ def from_epoch(seconds: object, what: str) -> datetime:
         raise DecodeError(f"{what} {quote(seconds)} is out of range{hint}") from None
 
 
-def parse_time(value: object, what: str, *, naive_utc: bool = False) -> datetime:
-    """ISO 8601 text or epoch seconds."""
-    if type(value) is str:
-        return parse_iso(value, what, naive_utc=naive_utc)
-    return from_epoch(value, what)
-
-
 def shift(base: datetime, seconds: float, what: str) -> datetime:
     """``base`` moved by ``seconds``, as DecodeError when out of range."""
     try:

@@ -1,9 +1,11 @@
 """Live publishing over MQTT (paho-mqtt 2.x, MQTT v5, QoS 1).
 
 :class:`Connection` is one client with its own flow control: at most
-``window`` messages are unacknowledged, the rest wait in the caller.  (paho
-keeps messages beyond its in-flight limit in a queue it rescans on every
-PUBACK, so letting it queue thousands makes it quadratic; see docs/simulator.md.)
+``window`` messages (and fewer than the broker's Receive Maximum) are
+unacknowledged, counted from ``on_publish``; the rest wait in the caller.
+paho's own in-flight limit is off (``max_inflight_messages_set(0)``): with a
+limit, paho 2.2 walks every unacknowledged message on each PUBACK
+(``_update_inflight``), which is quadratic; see docs/simulator.md.
 
 :func:`run_live` advances a simulated clock (``start`` + wall time x
 ``speed``) in ticks of a quarter second, publishes every report that fell due
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from ingest.service import broker_address
+from core.mqtt_url import parse_mqtt_url
 from ingest.simulate.encoders import Encoder, vehicle
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ class PublishError(RuntimeError):
 
 class Connection:
     def __init__(self, url: str, client_id: str, window: int = 1000, keepalive: int = 30):
-        self.host, self.port, tls, user, password = broker_address(url)
+        address = parse_mqtt_url(url)
+        self.host, self.port = address.host, address.port
         self.window = window
         self.keepalive = keepalive
         self.sent = 0
@@ -50,11 +53,11 @@ class Connection:
         self._refused: str | None = None
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5)
-        if tls:
+        if address.tls:
             client.tls_set()
-        if user:
-            client.username_pw_set(user, password)
-        client.max_inflight_messages_set(window)
+        if address.username:
+            client.username_pw_set(address.username, address.password)
+        client.max_inflight_messages_set(0)  # our own window instead (see the module docstring)
         client.max_queued_messages_set(0)
         client.on_publish = self._on_publish
         client.on_connect = self._on_connect
@@ -69,6 +72,9 @@ class Connection:
         if reason_code.is_failure:
             self._refused = str(reason_code)
         else:
+            # stay below the broker's Receive Maximum (MQTT 5 §3.2.2.3.3; 65,535 when absent)
+            receive_maximum = getattr(properties, "ReceiveMaximum", None) or 65535
+            self.window = max(1, min(self.window, receive_maximum - 1))
             self._connected.set()
 
     def open(self, timeout: float = 10.0) -> "Connection":

@@ -15,10 +15,26 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 
 
+WINDOW = 1000  # messages published and not yet acknowledged, below Mosquitto's receive maximum
+
+
+class _Acks:
+    """PUBACKs counted from paho's public ``on_publish`` callback."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, *args):
+        self.count += 1
+
+
 def publisher(port: int) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1000)
+    # paho's in-flight limit off: with one set, paho walks every unacknowledged message on each
+    # PUBACK and a large backlog stalls; publish_all keeps its own window (WINDOW) instead
+    client.max_inflight_messages_set(0)
     client.max_queued_messages_set(0)
+    client.on_publish = _Acks()
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client
@@ -32,12 +48,14 @@ def publish_all(port: int, messages, qos: int = 1, timeout: float = 120) -> int:
         for topic, payload in messages:
             if not isinstance(payload, (bytes, str)):
                 payload = json.dumps(payload)
+            if qos:  # at most WINDOW unacknowledged (counted by on_publish)
+                deadline = time.monotonic() + timeout
+                while len(infos) - client.on_publish.count >= WINDOW:
+                    assert time.monotonic() < deadline, "broker stopped acknowledging"
+                    time.sleep(0.001)
             info = client.publish(topic, payload, qos=qos)
             assert info.rc == mqtt.MQTT_ERR_SUCCESS, mqtt.error_string(info.rc)
             infos.append(info)
-            # paho's packet ids are 16-bit: stay well under 65,535 unacknowledged.
-            while len(client._out_messages) > 20_000:
-                time.sleep(0.002)
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))

@@ -171,6 +171,17 @@ def test_proxy_mode_trusts_only_the_proxy(settings, db_url):
 
     client = server.test_client()
     headers = {"X-Forwarded-User": "joana", "X-Forwarded-Role": "operator"}
+    # the role header is opt-in: by default a header saying "operator" gives nobody that role
+    assert client.get("/test-whoami", headers=headers).get_data(as_text=True) == "joana viewer"
+    app = create_app(with_sign_in(settings, auth_mode="proxy", auth_proxy_role_header="X-Forwarded-Role"))
+    server = app.server
+
+    @server.route("/test-whoami")
+    def whoami_with_roles():
+        user = current_user()
+        return f"{user.name} {user.role}" if user else "anonymous"
+
+    client = server.test_client()
     assert client.get("/test-whoami", headers=headers).get_data(as_text=True) == "joana operator"
     assert client.get("/", headers=headers).status_code == 200
     spoofed = server.test_client().get("/", headers=headers,

@@ -1,4 +1,5 @@
-"""BufferedClient: block reads served to paho's small reads, and batched PUBACKs."""
+"""The ingestor's paho client: BufferedClient (block reads served to paho's small reads, batched
+PUBACKs) only with a paho version it was checked against, stock paho otherwise."""
 from __future__ import annotations
 
 import socket
@@ -6,7 +7,8 @@ import socket
 import paho.mqtt.client as mqtt
 import pytest
 
-from ingest.mqtt_client import BufferedClient, puback_packets
+from ingest import mqtt_client
+from ingest.mqtt_client import BufferedClient, make_client, puback_packets
 
 
 def test_puback_packets_are_the_mqtt5_success_form():
@@ -68,3 +70,22 @@ def test_ack_many_writes_all_pubacks_in_one_packet(wired_client):
     client.ack_many([3, 4, 5])
     assert client.loop_write() == mqtt.MQTT_ERR_SUCCESS
     assert broker.recv(100) == puback_packets([3, 4, 5])
+
+
+def test_make_client_uses_the_block_reader_with_the_checked_paho_version():
+    assert mqtt_client.block_reader_unavailable() is None  # the pinned 2.2.0
+    assert type(make_client("t")) is BufferedClient
+    assert type(make_client("t", block_reader=False)) is mqtt.Client
+
+
+def test_make_client_falls_back_to_stock_paho_with_another_version(monkeypatch, caplog):
+    monkeypatch.setattr(mqtt_client.paho.mqtt, "__version__", "2.3.0")
+    assert "paho-mqtt 2.3.0 is not a version" in mqtt_client.block_reader_unavailable()
+    client = make_client("t")
+    assert type(client) is mqtt.Client and not hasattr(client, "ack_many")
+    assert "using stock paho" in caplog.text
+
+
+def test_make_client_falls_back_when_an_internal_is_gone(monkeypatch):
+    monkeypatch.delattr(mqtt.Client, "_packet_queue")
+    assert "lacks _packet_queue" in mqtt_client.block_reader_unavailable()

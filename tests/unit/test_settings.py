@@ -48,3 +48,35 @@ def test_role_urls_are_derived_or_explicit():
     explicit = Settings(_env_file=None, reader_database_url="postgresql://r:x@h/db")
     assert explicit.role_url("reader") == "postgresql://r:x@h/db"
     assert replace_user("postgresql://a@[::1]:5/d", "b") == "postgresql://b@[::1]:5/d"
+
+
+def test_choices_are_checked():
+    import pytest
+    from pydantic import ValidationError
+
+    for field, bad in [("auth_mode", "bulitin"), ("environment", "prod"), ("log_format", "xml"),
+                       ("auth_proxy_default_role", "root"), ("log_level", "LOUD")]:
+        with pytest.raises(ValidationError, match=field):
+            Settings(_env_file=None, **{field: bad})
+    assert Settings(_env_file=None, log_level="debug").log_level == "DEBUG"  # as logging takes it
+    defaults = {name: Settings.model_fields[name].default
+                for name in ("auth_mode", "environment", "log_format", "log_level")}
+    assert defaults == {"auth_mode": "builtin", "environment": "production", "log_format": "json",
+                        "log_level": "INFO"}
+
+
+def test_secrets_stay_out_of_reprs_and_logs(monkeypatch):
+    from pydantic import SecretStr
+
+    monkeypatch.setenv("CITYDASH_SECRET_KEY", "from-the-env")
+    s = Settings(_env_file=None, database_url="postgresql://owner:hunter2@db/city",
+                 mqtt_url="mqtts://ingest:s3cret@broker:8883")
+    assert isinstance(s.secret_key, SecretStr) and s.secret_value("secret_key") == "from-the-env"
+    for text in (repr(s), str(s), f"{s!r}"):
+        for secret in ("from-the-env", "hunter2", "s3cret"):
+            assert secret not in text
+    assert "postgresql://owner:***@db/city" in repr(s)
+    copy = s.model_copy(update={"secret_key": "plain"})  # tests update without validation
+    assert copy.secret_value("secret_key") == "plain"
+    assert dict((n, v) for n, v, _ in describe(copy))["CITYDASH_SECRET_KEY"] == "***"
+    assert Settings(_env_file=None, secret_key="").secret_value("secret_key") == ""
