@@ -222,3 +222,11 @@ def check_debug(settings) -> bool:
         raise SystemExit("refusing CITYDASH_DEBUG: debug mode runs only with "
                          "CITYDASH_ENVIRONMENT=development on a loopback CITYDASH_HOST")
     return bool(settings.debug)
+
+
+def check_auth_mode(settings) -> None:
+    """Raises SystemExit when sign-in is off (``auth_mode=none``: everyone is an admin) outside
+    development: a production dashboard always asks who is there."""
+    if settings.auth_mode == "none" and settings.environment != "development":
+        raise SystemExit("refusing CITYDASH_AUTH_MODE=none: without sign-in everyone is an admin; "
+                         "it runs only with CITYDASH_ENVIRONMENT=development (docs/auth.md)")

@@ -1,7 +1,7 @@
 """Helpers for tests that sign in: users in the test database, browser and HTTP sign-in.
 
     add_user(db_url, name, password, role)          # owner connection, hashed password
-    login(dash_duo, name, password)                 # through the real /login form
+    login(browser, name, password)                  # through the real /login form (the browser fixture)
     login_session(requests_session, base_url, name, password)
 """
 from __future__ import annotations
@@ -19,16 +19,16 @@ def add_user(db_url: str, name: str, password: str, role: str) -> User:
         return _add_user(conn, name, password, role)
 
 
-def login(dash_duo, name: str, password: str, next_path: str = "/") -> None:
+def login(browser, name: str, password: str, next_path: str = "/") -> None:
     """Sign in through the /login page in the browser; waits until it left the page."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # start the app with dash_duo.start_server(app, navigate=False): with sign-in on,
-    # "/" redirects to /login and dash_duo's own page check would fail.
-    dash_duo.driver.get(f"{dash_duo.server.url}/login?next={next_path}")
-    dash_duo.wait_for_element("#login-name", timeout=10)
-    driver = dash_duo.driver
+    # start the app with browser.start_server(app, navigate=False): with sign-in on,
+    # "/" redirects to /login and the wait for the Dash entry point would fail.
+    browser.driver.get(f"{browser.server.url}/login?next={next_path}")
+    browser.wait_for_element("#login-name", timeout=10)
+    driver = browser.driver
     driver.find_element(By.ID, "login-name").send_keys(name)
     driver.find_element(By.ID, "login-password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()

@@ -5,6 +5,11 @@ the developer's ``var/`` stack).  Each test that asks for ``db_url`` gets its
 own database, copied from a migrated template, so tests never see each
 other's rows.  A service that cannot start fails the run with a message that
 names what is missing; nothing is skipped.
+
+Under pytest-xdist (``make test`` runs ``-n 2 --dist loadfile``) every worker is its own
+process with its own session: its own servers, temporary folders (``tmp_path_factory`` is
+per worker) and databases (named after the worker's pid); nothing is shared between workers.
+A server whose free port was taken meanwhile (by the other worker) is retried on another.
 """
 from __future__ import annotations
 
@@ -34,16 +39,26 @@ def _tempdir(prefix: str) -> Path:
     return path
 
 
+def _start(make, prefix: str, what: str, package: str, attempts: int = 3):
+    """``make(root, port)`` started in a fresh temporary folder on a free port; another port when
+    that fails (free_port() is only free when asked), then the run fails saying why."""
+    for attempt in range(attempts):
+        root = _tempdir(prefix)
+        try:
+            service = make(root, free_port())
+            service.start()
+            return service
+        except StackError as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            if attempt == attempts - 1:
+                pytest.fail(f"{what} could not start: {exc}. Run `make deps` to install {package}.",
+                            pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def pg_server():
-    root = _tempdir("citydash-test-pg-")
-    try:
-        server = LocalPostgres(root, free_port(), shared_buffers="256MB")
-        server.start()
-    except StackError as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"TimescaleDB test server could not start: {exc}. "
-                    "Run `make deps` to install PostgreSQL and TimescaleDB.", pytrace=False)
+    server = _start(lambda root, port: LocalPostgres(root, port, shared_buffers="256MB"),
+                    "citydash-test-pg-", "TimescaleDB test server", "PostgreSQL and TimescaleDB")
     try:
         _build_template(server.url)
         yield server
@@ -93,14 +108,7 @@ def db_url(pg_server):
 
 def _service(cls, prefix: str, what: str, package: str):
     """Start a ``Daemon`` of ``cls`` in a temporary folder on a free port, or fail the run saying why."""
-    root = _tempdir(prefix)
-    try:
-        service = cls(root, free_port())
-        service.start()
-    except StackError as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"{what} could not start: {exc}. Run `make deps` to install {package}.", pytrace=False)
-    return service
+    return _start(cls, prefix, what, package)
 
 
 @pytest.fixture(scope="session")

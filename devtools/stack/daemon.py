@@ -78,6 +78,12 @@ class Daemon:
         except StackError as exc:
             tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
             raise StackError(f"{self.name} did not listen on port {self.port}: {exc}\n{tail}") from None
+        # someone answers on the port: make sure it is this daemon (another process given the
+        # same free port would answer too while ours exits with "address in use")
+        time.sleep(0.2)
+        if not self.running():
+            tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
+            raise StackError(f"{self.name} exited after start (port {self.port} taken?)\n{tail}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         """Stop; SIGTERM lets the service save what it persists first."""

@@ -5,7 +5,7 @@
 #     (fonts-ipafont-gothic) so pages in ja render in the browser tests and screenshots
 #   - TimescaleDB for the installed PostgreSQL: the distribution's package when it has one,
 #     otherwise built (Apache edition) from Debian 13's `timescaledb` source package
-#   - the virtualenv .venv from requirements.txt
+#   - the virtualenv .venv from requirements-test.lock (hash-checked; the project is not installed)
 #   - axe-core (npm pack, pinned) into var/vendor/ for the accessibility browser test
 # Called by `make deps` (and so by `make run` and `make test`).
 set -euo pipefail
@@ -82,16 +82,34 @@ if [ ! -e "$PKGLIBDIR/timescaledb.so" ]; then
   fi
 fi
 
-# 3. Python virtualenv
+# 3. Python virtualenv: exactly the packages of requirements-test.lock (runtime + tests + bench,
+#    every transitive package pinned with its hashes; `make locks` regenerates it). The project
+#    itself is not installed into it: the tests and `make run` import it from the checkout.
 PY=${PYTHON:-python3}
+LOCK=requirements-test.lock
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
-if [ ! -e .venv/.requirements.stamp ] || ! cmp -s requirements.txt .venv/.requirements.stamp; then
-  say "installing Python packages from requirements.txt"
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-  cp requirements.txt .venv/.requirements.stamp
+if [ ! -e .venv/.requirements.stamp ] || ! cmp -s "$LOCK" .venv/.requirements.stamp; then
+  say "installing Python packages from $LOCK"
+  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r "$LOCK"
+  # what the lock no longer lists (e.g. dash[testing]'s selenium 4.2 stack) is removed
+  stale=$(.venv/bin/python - "$LOCK" <<'EOF'
+import re, sys
+from importlib.metadata import distributions
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+locked = {norm(m[1]) for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", open(sys.argv[1]).read(), re.M)}
+keep = locked | {"pip", "setuptools", "wheel"}
+print(" ".join(sorted({d.metadata["Name"] for d in distributions() if norm(d.metadata["Name"]) not in keep})))
+EOF
+)
+  if [ -n "$stale" ]; then
+    say "removing packages not in $LOCK: $stale"
+    # shellcheck disable=SC2086
+    .venv/bin/pip uninstall -y -q --disable-pip-version-check $stale
+  fi
+  cp "$LOCK" .venv/.requirements.stamp
 fi
 
 # 4. axe-core (npm) for the public view's accessibility test, pinned, into var/vendor/ (git-ignored)

@@ -20,20 +20,20 @@ def auth_app(settings):
     close_all()
 
 
-def test_sign_in_reaches_the_status_page_and_is_audited(dash_duo, auth_app, db_url):
+def test_sign_in_reaches_the_status_page_and_is_audited(browser, auth_app, db_url):
     add_user(db_url, "lucia", PASSWORD, "operator")
-    dash_duo.start_server(auth_app, navigate=False)
-    driver = dash_duo.driver
-    driver.get(f"{dash_duo.server.url}/?lang=ja")
+    browser.start_server(auth_app, navigate=False)
+    driver = browser.driver
+    driver.get(f"{browser.server.url}/?lang=ja")
     assert "/login" in driver.current_url  # anonymous: sent to the sign-in page
     with pytest.raises(AssertionError, match="sign-in failed"):
-        login(dash_duo, "lucia", "wrong password!")
-    login(dash_duo, "lucia", PASSWORD, next_path="/%3Flang%3Den")
-    dash_duo.wait_for_contains_text("h1", "System status", timeout=15)
+        login(browser, "lucia", "wrong password!")
+    login(browser, "lucia", PASSWORD, next_path="/%3Flang%3Den")
+    browser.wait_for_contains_text("h1", "System status", timeout=15)
     with psycopg.connect(db_url) as conn:
         actions = conn.execute("SELECT actor, action FROM audit_log ORDER BY id").fetchall()
     assert actions == [("anonymous", "sign_in_failed"), ("lucia", "sign_in")]
-    driver.get(f"{dash_duo.server.url}/logout")
+    driver.get(f"{browser.server.url}/logout")
     assert driver.find_elements(By.ID, "login-name")
-    driver.get(f"{dash_duo.server.url}/")
+    driver.get(f"{browser.server.url}/")
     assert "/login" in driver.current_url

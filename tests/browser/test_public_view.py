@@ -36,36 +36,36 @@ def public_app(settings, db_url):
     close_all()
 
 
-def _open(dash_duo, app, lang: str):
-    dash_duo.start_server(app, navigate=False)  # "/" needs sign-in
-    dash_duo.driver.get(f"{dash_duo.server.url}/public/?lang={lang}")
-    dash_duo.wait_for_element("#public-map-data", timeout=20)
+def _open(browser, app, lang: str):
+    browser.start_server(app, navigate=False)  # "/" needs sign-in
+    browser.driver.get(f"{browser.server.url}/public/?lang={lang}")
+    browser.wait_for_element("#public-map-data", timeout=20)
 
 
-def test_public_view_shows_figures_and_switches_language(dash_duo, public_app):
-    _open(dash_duo, public_app, "pt-BR")
-    dash_duo.wait_for_contains_text("h1", "painel da cidade", timeout=10)
-    table = dash_duo.find_element("#public-map-data").text
+def test_public_view_shows_figures_and_switches_language(browser, public_app):
+    _open(browser, public_app, "pt-BR")
+    browser.wait_for_contains_text("h1", "painel da cidade", timeout=10)
+    table = browser.find_element("#public-map-data").text
     assert "Pascoal Ramos" in table and "Não exibido (poucos sensores)" in table
-    assert dash_duo.driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pt-BR"
+    assert browser.driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pt-BR"
     # keyboard: choose another area with the arrow keys inside the radio group
-    area = dash_duo.driver.find_element(By.CSS_SELECTOR, "#public-area input[value='city']")
+    area = browser.driver.find_element(By.CSS_SELECTOR, "#public-area input[value='city']")
     area.send_keys(Keys.SPACE)
     area.send_keys(Keys.ARROW_DOWN)
-    WebDriverWait(dash_duo.driver, 10).until(lambda d: "Centro-Sul" in d.execute_script(
+    WebDriverWait(browser.driver, 10).until(lambda d: "Centro-Sul" in d.execute_script(
         "const c = document.querySelector('#public-trend-data caption'); return c ? c.textContent : ''"))
-    assert dash_duo.driver.switch_to.active_element.get_attribute("value") == "centro-sul"
-    dash_duo.driver.find_element(By.CSS_SELECTOR, "a[lang='ja']").click()
-    dash_duo.wait_for_contains_text("h1", "市のダッシュボード", timeout=10)
+    assert browser.driver.switch_to.active_element.get_attribute("value") == "centro-sul"
+    browser.driver.find_element(By.CSS_SELECTOR, "a[lang='ja']").click()
+    browser.wait_for_contains_text("h1", "市のダッシュボード", timeout=10)
     # no request left the host and no CSP violation or script error was logged
-    logs = [entry for entry in dash_duo.get_logs() or [] if entry.get("level") == "SEVERE"]
+    logs = [entry for entry in browser.get_logs() or [] if entry.get("level") == "SEVERE"]
     assert logs == []
 
 
-def test_public_view_has_no_serious_accessibility_violations(dash_duo, public_app):
-    _open(dash_duo, public_app, "en")
-    dash_duo.wait_for_element("#public-map .js-plotly-plot", timeout=20)
-    driver = dash_duo.driver
+def test_public_view_has_no_serious_accessibility_violations(browser, public_app):
+    _open(browser, public_app, "en")
+    browser.wait_for_element("#public-map .js-plotly-plot", timeout=20)
+    driver = browser.driver
     driver.execute_script(_axe_source())
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -80,10 +80,10 @@ def test_public_view_has_no_serious_accessibility_violations(dash_duo, public_ap
     assert driver.execute_script("return document.querySelectorAll('table caption').length") >= 1
 
 
-def test_public_view_can_be_embedded_but_wall_cannot(dash_duo, public_app):
-    dash_duo.start_server(public_app, navigate=False)
-    base = dash_duo.server.url
-    driver = dash_duo.driver
+def test_public_view_can_be_embedded_but_wall_cannot(browser, public_app):
+    browser.start_server(public_app, navigate=False)
+    base = browser.server.url
+    driver = browser.driver
     driver.get(f"{base}/login")
     driver.execute_script(
         "for (const [id, src] of [['pub', arguments[0]], ['wall', arguments[1]]]) {"

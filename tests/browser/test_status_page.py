@@ -10,18 +10,18 @@ import pytest
     ("pt-BR", "Estado do sistema", "acessível"),
     ("ja", "システム状態", "接続可"),
 ])
-def test_status_page_shows_database_values(dash_duo, dashboard_app, db_url, lang, title, up):
+def test_status_page_shows_database_values(browser, dashboard_app, db_url, lang, title, up):
     with psycopg.connect(db_url) as conn:
         for i in range(1234):
             conn.execute("INSERT INTO sensors (external_id) VALUES (%s)", (f"s-{i}",))
         migration = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-    dash_duo.start_server(dashboard_app)
-    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/?lang={lang}")
-    dash_duo.wait_for_contains_text("h1", title, timeout=10)
-    table = dash_duo.find_element(".status-table").text
+    browser.start_server(dashboard_app)
+    browser.wait_for_page(url=f"{browser.server_url}/?lang={lang}")
+    browser.wait_for_contains_text("h1", title, timeout=10)
+    table = browser.find_element(".status-table").text
     assert table.count(up) == 2  # database and broker
     expected_count = {"en": "1,234", "pt-BR": "1.234", "ja": "1,234"}[lang]
     assert expected_count in table
     assert str(migration) in table
     assert "apache" in table
-    assert dash_duo.get_logs() == []
+    assert browser.get_logs() == []

@@ -2,7 +2,8 @@
 
 Views and languages show the database's values; the stale banner appears when
 ingestion stops; operators acknowledge, viewers cannot; no request leaves
-localhost; screenshots of every view at 1920x1080 go to docs/screenshots/.
+localhost; screenshots of every view at 1920x1080 (a temporary folder; docs/screenshots/ with
+`make screenshots`).
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from dashboard.city import city
 from kpis.catalogue import load_catalogue
 from dashboard.server import create_app
 from kpis import rollup
+from tests.browser.harness import new_chrome, quit_chrome
 from tests.integration.kpi_data import insert, now_minute, seed
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 PACK = ROOT / "layers" / "demo_city"
 DISTRICTS = [(f["properties"]["id"], f["properties"]["name"], f["geometry"])
              for f in json.loads((PACK / "districts.geojson").read_text())["features"]]
@@ -105,8 +106,8 @@ def wall_app(settings):
     close_all()
 
 
-def tiles(dash_duo) -> dict[str, dict]:
-    return dash_duo.driver.execute_script("""
+def tiles(browser) -> dict[str, dict]:
+    return browser.driver.execute_script("""
         const out = {};
         document.querySelectorAll('.wall-tile').forEach(t => {
           if (t.classList.contains('wall-hidden')) return;
@@ -117,26 +118,27 @@ def tiles(dash_duo) -> dict[str, dict]:
         return out;""")
 
 
-def set_screen(dash_duo, width: int, height: int) -> None:
-    dash_duo.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+def set_screen(browser, width: int, height: int) -> None:
+    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
-def wait_tiles(dash_duo, label: str, timeout: float = 15) -> dict:
-    WebDriverWait(dash_duo.driver, timeout).until(lambda d: label in tiles(dash_duo))
-    return tiles(dash_duo)
+def wait_tiles(browser, label: str, timeout: float = 15) -> dict:
+    WebDriverWait(browser.driver, timeout).until(lambda d: label in tiles(browser))
+    return tiles(browser)
 
 
-def test_every_view_and_language_shows_the_database_values(dash_duo, wall_app, db_url, settings):
+@pytest.mark.screenshots
+def test_every_view_and_language_shows_the_database_values(browser, wall_app, db_url, settings, screenshots):
     fill_city(db_url)
-    dash_duo.start_server(wall_app())
+    browser.start_server(wall_app())
     cat = load_catalogue(settings.city_pack)
-    set_screen(dash_duo, 1920, 1080)
+    set_screen(browser, 1920, 1080)
     for lang in ("en", "pt-BR", "ja"):
         for view, kpis in VIEW_KPIS.items():
-            dash_duo.driver.get(f"{dash_duo.server_url}/wall?view={view}&lang={lang}")
-            dash_duo.wait_for_text_to_equal("#wall-view-name", i18n.t(f"wall.view.{view}", lang), timeout=15)
-            found = wait_tiles(dash_duo, cat[kpis[0]].text(lang)[0])
+            browser.driver.get(f"{browser.server_url}/wall?view={view}&lang={lang}")
+            browser.wait_for_text_to_equal("#wall-view-name", i18n.t(f"wall.view.{view}", lang), timeout=15)
+            found = wait_tiles(browser, cat[kpis[0]].text(lang)[0])
             for kpi_id in kpis:
                 value, digits = EXPECTED[kpi_id]
                 tile = found[cat[kpi_id].text(lang)[0]]
@@ -145,26 +147,25 @@ def test_every_view_and_language_shows_the_database_values(dash_duo, wall_app, d
             if "congestion_index" in kpis:
                 assert found[cat["congestion_index"].text(lang)[0]]["status"] == "◆ " + i18n.t("wall.status.critical", lang)
                 assert found[cat["parking_occupancy"].text(lang)[0]]["status"] == "● " + i18n.t("wall.status.ok", lang)
-            assert dash_duo.find_element("main.wall").get_attribute("lang") == lang
-            no_scroll = dash_duo.driver.execute_script(
+            assert browser.find_element("main.wall").get_attribute("lang") == lang
+            no_scroll = browser.driver.execute_script(
                 "return document.scrollingElement.scrollHeight <= window.innerHeight + 1")
             assert no_scroll, f"/wall?view={view}&lang={lang} scrolls at 1920x1080"
             if lang == "en":
-                WebDriverWait(dash_duo.driver, 15).until(
+                WebDriverWait(browser.driver, 15).until(
                     lambda d: d.execute_script("return !!document.querySelector('#wall-map canvas')"))
                 time.sleep(1.5)  # let MapLibre draw the layers fetched from /layers
-                SHOTS.mkdir(parents=True, exist_ok=True)
-                dash_duo.driver.save_screenshot(str(SHOTS / f"wall-{view}.png"))
+                browser.driver.save_screenshot(str(screenshots.path(f"wall-{view}.png")))
     # 4K: same layout, still no scrolling
-    set_screen(dash_duo, 3840, 2160)
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall?view=overview&lang=en")
-    wait_tiles(dash_duo, cat["parking_occupancy"].text("en")[0])
-    assert dash_duo.driver.execute_script("return document.scrollingElement.scrollHeight <= window.innerHeight + 1")
-    logs = dash_duo.get_logs()
+    set_screen(browser, 3840, 2160)
+    browser.driver.get(f"{browser.server_url}/wall?view=overview&lang=en")
+    wait_tiles(browser, cat["parking_occupancy"].text("en")[0])
+    assert browser.driver.execute_script("return document.scrollingElement.scrollHeight <= window.innerHeight + 1")
+    logs = browser.get_logs()
     assert logs == [], [l["message"][-300:] for l in logs]
 
 
-def test_confidence_and_trend_come_from_the_engine(dash_duo, wall_app, db_url, settings):
+def test_confidence_and_trend_come_from_the_engine(browser, wall_app, db_url, settings):
     newest = fill_city(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:  # the same parking readings one week ago, at half
         ids = dict(conn.execute("SELECT external_id, id FROM sensors").fetchall())
@@ -172,33 +173,33 @@ def test_confidence_and_trend_come_from_the_engine(dash_duo, wall_app, db_url, s
         insert(conn, [(week - timedelta(minutes=m) + timedelta(seconds=10), ids[p], "occupancy", v / 2)
                       for m in range(10) for p, v in (("p1", 50.0), ("p2", 100.0))])
         rollup.rebuild(conn, week - timedelta(hours=1), week + timedelta(hours=1))
-    dash_duo.start_server(wall_app())
+    browser.start_server(wall_app())
     cat = load_catalogue(settings.city_pack)
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall?view=mobility&lang=en")
-    tile = wait_tiles(dash_duo, cat["parking_occupancy"].text("en")[0])[cat["parking_occupancy"].text("en")[0]]
+    browser.driver.get(f"{browser.server_url}/wall?view=mobility&lang=en")
+    tile = wait_tiles(browser, cat["parking_occupancy"].text("en")[0])[cat["parking_occupancy"].text("en")[0]]
     # 87.5 now against 43.75 a week ago: +100 %, worse (lower is better)
     assert tile["trend"] == i18n.t("wall.trend.up", "en", change=i18n.percent(1.0, "en")) + " (worse)"
     assert tile["conf"] == i18n.t("wall.confidence", "en", value="100%", sensors="2", expected="2")
     tz = city(settings.city_pack).timezone
-    assert dash_duo.find_element("#wall-freshness").text == i18n.t("wall.as_of", "en",
+    assert browser.find_element("#wall-freshness").text == i18n.t("wall.as_of", "en",
                                                                     time=i18n.time_text(newest, "en", tz))
 
 
-def test_stale_banner_appears_when_ingestion_stops(dash_duo, wall_app, db_url):
+def test_stale_banner_appears_when_ingestion_stops(browser, wall_app, db_url):
     fill_city(db_url, newest_age=timedelta(seconds=1))
-    dash_duo.start_server(wall_app(wall_refresh_s=1, wall_stale_after_s=8))
+    browser.start_server(wall_app(wall_refresh_s=1, wall_stale_after_s=8))
     fresh_reading(db_url)
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall?lang=en")
-    dash_duo.wait_for_element("#wall-freshness", timeout=15)
-    WebDriverWait(dash_duo.driver, 10).until(  # fresh data: no banner (at most one refresh behind)
+    browser.driver.get(f"{browser.server_url}/wall?lang=en")
+    browser.wait_for_element("#wall-freshness", timeout=15)
+    WebDriverWait(browser.driver, 10).until(  # fresh data: no banner (at most one refresh behind)
         lambda d: "wall-hidden" in d.find_element(By.ID, "wall-banner").get_attribute("class"))
     # no more readings arrive: within a few refreshes the banner shows, with the newest reading's time
-    WebDriverWait(dash_duo.driver, 20).until(
+    WebDriverWait(browser.driver, 20).until(
         lambda d: "wall-stale" in d.find_element(By.ID, "wall-banner").get_attribute("class"))
-    assert dash_duo.find_element("#wall-banner").text.startswith("Stale data: the newest reading is from ")
+    assert browser.find_element("#wall-banner").text.startswith("Stale data: the newest reading is from ")
     # ingestion resumes: the banner goes away by itself
     fresh_reading(db_url)
-    WebDriverWait(dash_duo.driver, 20).until(
+    WebDriverWait(browser.driver, 20).until(
         lambda d: "wall-hidden" in d.find_element(By.ID, "wall-banner").get_attribute("class"))
 
 
@@ -216,70 +217,64 @@ def open_alert(db_url: str) -> int:
             "'{\"unit\": \"%%\"}') RETURNING id", (D0,)).fetchone()[0]
 
 
-def test_operator_acknowledges_and_viewer_cannot(dash_duo, wall_app, db_url):
+def test_operator_acknowledges_and_viewer_cannot(browser, wall_app, db_url):
     from tests.auth_tools import add_user, login
 
     fill_city(db_url)
     alert = open_alert(db_url)
     add_user(db_url, "vera", "viewer-password-1", "viewer")
     add_user(db_url, "otto", "operator-password-1", "operator")
-    dash_duo.server(wall_app(auth_mode="builtin", secret_key="w" * 40, session_cookie_secure=False))
-    dash_duo._url = dash_duo.server.url  # "/" asks for a sign-in: do not wait for the Dash entry point there
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall")
-    assert "/login" in dash_duo.driver.current_url  # anonymous: sent to sign in
+    # "/" asks for a sign-in: do not wait for the Dash entry point there
+    browser.start_server(wall_app(auth_mode="builtin", secret_key="w" * 40, session_cookie_secure=False),
+                         navigate=False)
+    browser.driver.get(f"{browser.server_url}/wall")
+    assert "/login" in browser.driver.current_url  # anonymous: sent to sign in
 
-    login(dash_duo, "vera", "viewer-password-1", next_path="/wall")
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall?lang=en")
-    dash_duo.wait_for_contains_text("#wall-takeover", "CRITICAL ALERT", timeout=15)
-    dash_duo.wait_for_contains_text("#wall-alerts", f"Parking occupancy · district {D0}", timeout=10)
-    assert dash_duo.driver.find_elements(By.CSS_SELECTOR, ".wall-ack-open") == []
+    login(browser, "vera", "viewer-password-1", next_path="/wall")
+    browser.driver.get(f"{browser.server_url}/wall?lang=en")
+    browser.wait_for_contains_text("#wall-takeover", "CRITICAL ALERT", timeout=15)
+    browser.wait_for_contains_text("#wall-alerts", f"Parking occupancy · district {D0}", timeout=10)
+    assert browser.driver.find_elements(By.CSS_SELECTOR, ".wall-ack-open") == []
 
-    dash_duo.driver.delete_all_cookies()
-    login(dash_duo, "otto", "operator-password-1", next_path="/wall")
-    dash_duo.driver.get(f"{dash_duo.server_url}/wall?lang=en")
-    dash_duo.wait_for_element(".wall-ack-open", timeout=15).click()
-    dash_duo.wait_for_text_to_equal("#wall-ack-title", f"Acknowledge alert #{alert}", timeout=10)
-    dash_duo.find_element("#wall-ack-confirm").click()  # no comment: refused, nothing written
-    dash_duo.wait_for_text_to_equal("#wall-ack-message", "A comment is required.", timeout=10)
-    dash_duo.find_element("#wall-ack-comment").send_keys("crew sent to the car park")
-    dash_duo.find_element("#wall-ack-confirm").click()
-    dash_duo.wait_for_text_to_equal("#wall-ack-message", f"Alert #{alert} acknowledged by otto.", timeout=10)
+    browser.driver.delete_all_cookies()
+    login(browser, "otto", "operator-password-1", next_path="/wall")
+    browser.driver.get(f"{browser.server_url}/wall?lang=en")
+    browser.wait_for_element(".wall-ack-open", timeout=15).click()
+    browser.wait_for_text_to_equal("#wall-ack-title", f"Acknowledge alert #{alert}", timeout=10)
+    browser.find_element("#wall-ack-confirm").click()  # no comment: refused, nothing written
+    browser.wait_for_text_to_equal("#wall-ack-message", "A comment is required.", timeout=10)
+    browser.find_element("#wall-ack-comment").send_keys("crew sent to the car park")
+    browser.find_element("#wall-ack-confirm").click()
+    browser.wait_for_text_to_equal("#wall-ack-message", f"Alert #{alert} acknowledged by otto.", timeout=10)
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT state, acknowledged_by, ack_comment FROM alerts WHERE id = %s", (alert,)).fetchone()
         audit = conn.execute("SELECT actor, detail->>'alert' FROM audit_log WHERE action = 'alert.acknowledge'").fetchall()
     assert row == ("acknowledged", "otto", "crew sent to the car park")
     assert audit == [("otto", str(alert))]
     # the critical alert gives its slot back; the list shows who acknowledged
-    WebDriverWait(dash_duo.driver, 15).until(
+    WebDriverWait(browser.driver, 15).until(
         lambda d: "wall-hidden" in d.find_element(By.ID, "wall-takeover").get_attribute("class"))
-    dash_duo.wait_for_contains_text("#wall-alerts", "acknowledged by otto: crew sent to the car park", timeout=10)
+    browser.wait_for_contains_text("#wall-alerts", "acknowledged by otto: crew sent to the car park", timeout=10)
 
 
-def test_no_request_leaves_localhost(dash_duo, wall_app, db_url):
+def test_no_request_leaves_localhost(browser, wall_app, db_url):
     """Chromium's own network log (--log-net-log) of a second browser: every URL it asked for."""
-    from selenium import webdriver
-
     fill_city(db_url)
-    dash_duo.start_server(wall_app(wall_refresh_s=1))
+    browser.start_server(wall_app(wall_refresh_s=1))
     log = Path(tempfile.mkdtemp(prefix="citydash-netlog-")) / "net.json"
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1920,1080",
-                f"--log-net-log={log}", "--net-log-capture-mode=Default",
-                # Chromium's own background traffic (updates, time sync, safe browsing) is not the page's
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-domain-reliability", "--disable-client-side-phishing-detection",
-                "--no-default-browser-check", "--disable-default-apps", "--no-first-run",
-                "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options)
+    # the harness's options already keep Chromium's own background traffic (updates, sync) off
+    driver = new_chrome("--window-size=1920,1080", f"--log-net-log={log}", "--net-log-capture-mode=Default",
+                        "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+                        "--no-default-browser-check", "--disable-default-apps",
+                        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter")
     try:
-        driver.get(f"{dash_duo.server_url}/wall?rotate=5&views=overview,mobility,transport,infrastructure&lang=ja")
+        driver.get(f"{browser.server_url}/wall?rotate=5&views=overview,mobility,transport,infrastructure&lang=ja")
         WebDriverWait(driver, 20).until(lambda d: d.execute_script(
             "return !!document.querySelector('#wall-map canvas') && document.querySelectorAll('.wall-tile').length > 0"))
         time.sleep(12)  # refreshes, two view rotations, map layers fetched
         resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     finally:
-        driver.quit()
+        quit_chrome(driver)
     text = log.read_text()
     if not text.rstrip().endswith("}"):  # a log cut short by the exit still lists every request
         text = text.rstrip().rstrip(",") + "]}"

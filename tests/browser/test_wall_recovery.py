@@ -1,41 +1,37 @@
 """The wall survives a server restart by itself: banner while the server is gone, fresh data after."""
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timezone
 
 import psycopg
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
 
 from dashboard import i18n
 from dashboard.city import city
 from dashboard.server import create_app
 from devtools.stack import free_port
+from tests.browser.harness import AppServer
 from tests.browser.test_wall_page import fill_city
 from tests.integration.kpi_data import insert
 
 
-def serve(settings, port: int):
-    http = make_server("127.0.0.1", port, create_app(settings).server, threaded=True)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    return http
+def serve(settings, port: int) -> AppServer:
+    return AppServer(create_app(settings), port=port)
 
 
-def test_wall_recovers_after_a_server_restart(dash_duo, settings, db_url):
+def test_wall_recovers_after_a_server_restart(browser, settings, db_url):
     from core.db import close_all
 
     fill_city(db_url)
     wall = settings.model_copy(update={"wall_refresh_s": 1, "wall_stale_after_s": 3600})
     port = free_port()
     http = serve(wall, port)
-    driver = dash_duo.driver
+    driver = browser.driver
     try:
         driver.get(f"http://127.0.0.1:{port}/wall?lang=en")
         WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".wall-tile-value"))
-        http.shutdown()
-        http.server_close()  # the server is gone: connections refused
+        http.stop()  # the server is gone: connections refused
         WebDriverWait(driver, 30).until(
             lambda d: "wall-offline" in d.find_element(By.ID, "wall-offline").get_attribute("class"))
         assert driver.find_element(By.ID, "wall-offline").text.startswith("Server unreachable since ")
@@ -54,6 +50,5 @@ def test_wall_recovers_after_a_server_restart(dash_duo, settings, db_url):
         expected = i18n.t("wall.as_of", "en", time=i18n.time_text(now, "en", tz))
         WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "wall-freshness").text == expected)
     finally:
-        http.shutdown()
-        http.server_close()
+        http.stop()
         close_all()

@@ -223,3 +223,15 @@ def test_rate_limited_sign_in_shows_the_page_other_paths_plain_text():
     blocked = client.post("/login?lang=pt-BR", data={"csrf": "x"})
     assert blocked.status_code == 429 and 'id="login-name"' in blocked.get_data(as_text=True)
     assert blocked.headers["Content-Type"].startswith("text/html")
+
+
+def test_no_sign_in_is_refused_outside_development():
+    import pytest
+
+    from core.settings import Settings
+    from dashboard.security import check_auth_mode
+
+    with pytest.raises(SystemExit, match="CITYDASH_AUTH_MODE=none"):
+        check_auth_mode(Settings(_env_file=None, auth_mode="none", environment="production"))
+    check_auth_mode(Settings(_env_file=None, auth_mode="none", environment="development"))
+    check_auth_mode(Settings(_env_file=None, auth_mode="builtin", environment="production"))
