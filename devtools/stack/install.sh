@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what citydash needs on Debian/Ubuntu; idempotent, seconds when all is there.
-#   - Debian packages: PostgreSQL server + server-dev, cmake, mosquitto, redis-server
+#   - Debian packages: PostgreSQL server + server-dev, cmake, mosquitto, nginx (the front server
+#     of `make run` and the tests), redis-server
 #     (the optional shared cache; the tests run one), chromium + driver and a Japanese font
 #     (fonts-ipafont-gothic) so pages in ja render in the browser tests and screenshots
 #   - TimescaleDB for the installed PostgreSQL: the distribution's package when it has one,
@@ -43,11 +44,11 @@ fi
 PG=$(pg_version)
 [ -n "$PG" ] || { say "no PostgreSQL server found after installing postgresql"; exit 1; }
 
-apt_install "postgresql-$PG" "postgresql-server-dev-$PG" cmake gcc make mosquitto redis-server \
+apt_install "postgresql-$PG" "postgresql-server-dev-$PG" cmake gcc make mosquitto redis-server nginx \
   chromium chromium-driver fonts-ipafont-gothic xz-utils ca-certificates python3-venv util-linux
 
-# Mosquitto and Redis are run by citydash as user processes; the distribution's services are not needed.
-for service in mosquitto redis-server; do
+# Mosquitto, Redis and nginx are run by citydash as user processes; the distribution's services are not needed.
+for service in mosquitto redis-server nginx; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled "$service" >/dev/null 2>&1; then
     $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
   fi
