@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench import guard  # noqa: E402
 
 import numpy as np  # noqa: E402
-from dash._utils import to_json  # noqa: E402
+from plotly.io.json import to_json_plotly as to_json  # noqa: E402  (what Dash serialises answers with)
 import psycopg  # noqa: E402
 
 from kpis import materialise  # noqa: E402
@@ -167,7 +167,8 @@ def _run(pg, root: Path, samples: int, smoke: bool) -> dict:
         materialise_s = time.perf_counter() - started
         log(f"KPIs materialised in {materialise_s:.0f} s")
     settings = Settings(_env_file=None, database_url=pg.url, city_pack=str(pack_dir),
-                        layers_dir=str(root / "layers"), auth_mode="none", log_format="text")
+                        layers_dir=str(root / "layers"), auth_mode="none", environment="development",
+                        log_format="text")
     from dashboard.server import create_app
 
     app = create_app(settings)

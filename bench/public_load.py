@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import guard  # noqa: E402
 
-from dashboard.public.responses import PAGE_OUTPUT, VIEW_OUTPUT  # noqa: E402  (the requests the browser sends)
+from dashboard.public.contract import PAGE_OUTPUT, VIEW_OUTPUT  # noqa: E402  (the requests the browser sends)
 
 REFRESH_S = 15  # the public snapshot's refresh period: four periods in each 60-second phase
 

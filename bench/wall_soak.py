@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     try:
         pg.start()
         migrate(pg.url)
-        settings = Settings(_env_file=None, database_url=pg.url, wall_refresh_s=1, auth_mode="none",
+        settings = Settings(_env_file=None, database_url=pg.url, wall_refresh_s=1, auth_mode="none", environment="development",
                             city_pack=str(PACK), layers_dir=str(root / "layers"), log_format="text",
                             log_level="WARNING", metrics_port=0)
         data = build_data(pg.url, args.sensors, args.days, settings)

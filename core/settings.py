@@ -230,7 +230,7 @@ class Settings(BaseSettings):
         "builtin", description="Sign-in for /wall, /explore, /api and the other internal pages: "
         "'builtin' (users in the database, `python -m dashboard users add`), 'proxy' (a trusted "
         "reverse proxy's header names the user, for the city's single sign-on) or 'none' (no "
-        "sign-in; development and tests only). See docs/auth.md.")
+        "sign-in; refused unless environment is development). See docs/auth.md.")
     auth_proxy_user_header: str = Field(
         "X-Forwarded-User", description="auth_mode=proxy: request header holding the user name.")
     auth_proxy_role_header: str = Field(

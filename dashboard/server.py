@@ -5,19 +5,25 @@ from pathlib import Path
 
 import dash
 import flask
-from dash import dcc, html
+from dash import html
 
-from dashboard import cache, state
-from dashboard.api import BLUEPRINT as API_V1
-from dashboard.layer_files import BLUEPRINT as LAYER_FILES
 from core.settings import Settings
+from dashboard import cache, security, state
+from dashboard.api import BLUEPRINT as API_V1
+from dashboard.auth import web as auth_web
+from dashboard.layer_files import BLUEPRINT as LAYER_FILES
+from dashboard.public.app import create_public_app, mount
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(settings: Settings | None = None) -> dash.Dash:
     rt = state.configure(settings)
+    security.check_auth_mode(rt.settings)  # no sign-in only in development
     cache.configure(rt.settings)
+    # The public view (/public/): its own Flask server and Dash app, built and set up before the
+    # internal app registers its pages' global callbacks, so it never takes them (public/app.py).
+    public = create_public_app(rt.settings)
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -39,22 +45,13 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
         body = {"ok": db.ok, "database": db.ok, "migration_version": db.migration_version}
         return flask.jsonify(body), (200 if db.ok else 503)
 
-    # Sign-in guard, the public view (/public/: its own Dash app and callbacks on the same
-    # server), security headers and rate limits (docs/auth.md, docs/public-embed.md).
-    from dashboard import security
-    from dashboard.auth import web as auth_web
-    from dashboard.public.app import create_public_app
-
+    # Sign-in guard, security headers and rate limits (docs/auth.md, docs/public-embed.md); the
+    # public server has its own (create_public_app).
     auth_web.init_app(server, rt.settings)
-    apps = [app]
-    # Rate limits before the public app's request hook, which answers most public requests itself.
-    security.init_app(server, rt.settings, apps)
-    public = create_public_app(server, rt.settings)
+    security.init_app(server, rt.settings, [app])
+    # The internal app takes its pages' inline clientside scripts now (csp_hashes collects them),
+    # before a public page is served; it takes their callbacks on its own first request.
+    app.csp_hashes()
+    mount(server, public)  # requests under /public go to the public server, paths unchanged
     app.public_app = public
-    apps.append(public)  # its script hashes join the CSP (computed on the first response)
-    # Set both apps up now, in a fixed order, so the internal app takes the
-    # globally registered callbacks (dash.callback) before any request arrives.
-    with server.test_request_context("/"):
-        app._setup_server()
-        public._setup_server()
     return app

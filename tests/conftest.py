@@ -22,14 +22,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.db import close_all
 from core.settings import Settings
 from devtools.stack import LocalMosquitto, LocalPostgres, LocalRedis, StackError, free_port
 
 TEMPLATE = "citydash_template"
 # Processes the tests start (gunicorn in test_app_server.py) serve without
 # sign-in unless a test sets CITYDASH_AUTH_MODE itself; production's default
-# is "builtin" (docs/auth.md).
+# is "builtin" (docs/auth.md). Without sign-in the dashboard starts only in development.
 os.environ.setdefault("CITYDASH_AUTH_MODE", "none")
+os.environ.setdefault("CITYDASH_ENVIRONMENT", "development")
 _db_counter = itertools.count(1)
 
 
@@ -63,6 +65,7 @@ def pg_server():
         _build_template(server.url)
         yield server
     finally:
+        close_all()  # no pool left retrying connections to a server that is going away
         server.remove()
 
 
@@ -151,4 +154,4 @@ def settings(db_url, mqtt_broker, request, web_layers_dir) -> Settings:
                     log_format="text", layers_dir=str(web_layers_dir),
                     # Pages that are not about sign-in run without it; tests of
                     # sign-in turn it on (tests/integration/test_auth*.py).
-                    auth_mode="none")
+                    auth_mode="none", environment="development")

@@ -9,6 +9,7 @@ same figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import quote
 
 from dash import dcc, html
@@ -65,7 +66,8 @@ def locale_from(search) -> str:
             key, _, value = part.partition("=")
             if key == "lang":
                 lang = value
-    return i18n.negotiate(lang, None, None) if lang else i18n.DEFAULT_LOCALE
+    # only ?lang= decides: the page is embedded and cached, so the browser's languages do not
+    return i18n.allowed(lang) if lang else i18n.DEFAULT_LOCALE
 
 
 def language_nav(locale: str) -> html.Nav:
@@ -202,17 +204,28 @@ def view_trend(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_id: str, a
     }
 
 
-def view(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_value, area_value, *, geojson,
-         centre, zoom, tz: str, tile_url: str = "") -> dict:
-    """Everything the update callback returns, keyed by output id."""
+def _build(_key: tuple, build: Callable[[], dict]) -> dict:
+    return build()
+
+
+def view(snap: Snapshot, catalogue: Catalogue, locale: str, kpi_value, area_value, *, tz: str,
+         map_options: Callable[[], dict], part: Callable[[tuple, Callable[[], dict]], dict] = _build) -> dict:
+    """Everything the update callback returns, keyed by output id.
+
+    ``map_options()`` gives ``geojson``, ``centre``, ``zoom`` and ``tile_url`` of the map;
+    ``part(key, build)`` gives ``build()``, or what it gave before for the same ``key`` and
+    snapshot (``answers.SnapshotMemo``): each part depends only on the validated choices in its key.
+    """
     choice = parse_choice(snap, kpi_value, area_value, catalogue)
-    out = {**view_common(snap, catalogue, locale, tz),
+    out = {**part(("common", locale), lambda: view_common(snap, catalogue, locale, tz)),
            "public-error": i18n.t(choice.error, locale) if choice.error else ""}
     if choice.kpi_id is None:
         empty = {"data": [], "layout": {}}
         return {**out, "public-map": empty, "public-map-table": "", "public-trend": empty,
                 "public-trend-table": ""}
+    kpi_id, area = choice.kpi_id, choice.area
     return {**out,
-            **view_map(snap, catalogue, locale, choice.kpi_id, geojson=geojson, centre=centre, zoom=zoom,
-                       tile_url=tile_url),
-            **view_trend(snap, catalogue, locale, choice.kpi_id, choice.area, tz)}
+            **part(("map", locale, kpi_id),
+                   lambda: view_map(snap, catalogue, locale, kpi_id, **map_options())),
+            **part(("trend", locale, kpi_id, area),
+                   lambda: view_trend(snap, catalogue, locale, kpi_id, area, tz))}

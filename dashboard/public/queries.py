@@ -21,7 +21,9 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from core.db import pool
 from dashboard import cache
+from dashboard.state import catalogue_of
 from kpis.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,6 @@ def public_entries(catalogue: Catalogue) -> list[dict]:
 
 def publish(conn: psycopg.Connection, settings) -> int:
     """Write the public KPIs of the served city's catalogue; returns how many are published."""
-    from dashboard.state import catalogue_of
-
     catalogue = catalogue_of(settings.city_pack)
     return conn.execute("SELECT publish_kpis(%s::jsonb, %s)",
                         (json.dumps(public_entries(catalogue)), settings.public_delay_s)).fetchone()[0]
@@ -93,8 +93,6 @@ def publish(conn: psycopg.Connection, settings) -> int:
 
 def ensure_published(settings) -> None:
     """``publish`` once per process and database (retried on the next refresh when it failed)."""
-    from core.db import pool
-
     key = settings.role_url("reader")
     with _published_lock:
         if key in _published:
@@ -107,11 +105,6 @@ def ensure_published(settings) -> None:
             return
         _published.add(key)
         log.info("published %d public KPIs (delay %d s)", n, settings.public_delay_s)
-
-
-def forget_published() -> None:
-    with _published_lock:
-        _published.clear()
 
 
 # -- reading (public connection) ---------------------------------------------------
@@ -213,8 +206,6 @@ class PublicData:
         self._failure = None
 
     def refresh(self) -> Snapshot:
-        from core.db import pool
-
         ensure_published(self.settings)
         with pool(self.settings, "public").connection() as conn:
             snap = snapshot(conn)

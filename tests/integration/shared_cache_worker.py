@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import sys
 
+from dashboard import cache
+from dashboard.server import create_app
+
 
 def main() -> None:
-    from dashboard import cache
-    from dashboard.server import create_app
-
     app = create_app()
     computed = []
     value = cache.bucketed("test:shared", 3600, lambda: computed.append(1) or {"worker": sys.argv[1]})

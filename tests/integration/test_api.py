@@ -542,5 +542,6 @@ def test_a_viewer_gets_no_vehicle_or_sensor_level_data_from_the_explorer_map(api
             flask.g.citydash_user = User(role[:3], role)
             figure, _ = views.build_map(state, window, window.frames - 1, "en")
         names[role] = {trace.get("name") for trace in figure["data"]}
-    assert {"Vehicles", "Sensors"} <= names["planner"], names
-    assert not {"Vehicles", "Sensors"} & names["viewer"], names
+    level = {role: {n for n in found if n and n.startswith(("Vehicles", "Sensors"))} for role, found in names.items()}
+    assert "Vehicles" in level["planner"] and any(n.startswith("Sensors") for n in level["planner"]), names
+    assert not level["viewer"], names

@@ -7,8 +7,11 @@ import time
 import psycopg
 import pytest
 
+from core.db import close_all
 from dashboard import cache
+from dashboard.public.contract import PAGE_OUTPUT, VIEW_OUTPUT
 from dashboard.server import create_app
+from devtools.stack import free_port
 from tests.auth_tools import with_sign_in
 from tests.integration.test_public_views import seed_public
 
@@ -23,8 +26,7 @@ def app(settings, db_url):
                                   public_rate_limit="1000 per minute"))
     cache.clear()
     yield app
-    from core.db import close_all
-
+    app.public_app.public_data.stop()
     close_all()
 
 
@@ -42,10 +44,6 @@ def _body(output: str, inputs: list[dict], state: list[dict] | None = None) -> d
             "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs[:1]]}
 
 
-VIEW_OUTPUT = ("..public-cards.children...public-asof.children...public-error.children...public-map.figure..."
-               "public-map-table.children...public-trend.figure...public-trend-table.children..")
-
-
 def _view(client, kpi, area, locale="en"):
     body = _body(VIEW_OUTPUT, [{"id": "public-kpi", "property": "value", "value": kpi},
                                {"id": "public-area", "property": "value", "value": area},
@@ -54,8 +52,20 @@ def _view(client, kpi, area, locale="en"):
     return client.post("/public/_dash-update-component", json=body)
 
 
+def test_callback_names_are_the_apps_own(app):
+    """What clients send as ``output`` (contract.py) is exactly the public app's two callbacks."""
+    assert set(app.public_app.callback_map) == {PAGE_OUTPUT, VIEW_OUTPUT}
+    assert VIEW_OUTPUT == ("..public-cards.children...public-asof.children...public-error.children..."
+                           "public-map.figure...public-map-table.children...public-trend.figure..."
+                           "public-trend-table.children..")
+
+
 def test_public_endpoint_refuses_every_internal_callback(app):
     client = app.server.test_client()
+    # the public app is asked first: it still never takes the pages' callbacks, which the internal
+    # app takes on its own first request
+    assert client.get("/public/_dash-dependencies").status_code == 200
+    assert client.get("/healthz").status_code == 200
     internal = list(app.callback_map)
     assert len(internal) >= 1 and set(internal).isdisjoint(app.public_app.callback_map)
     for output in internal:
@@ -89,6 +99,12 @@ def test_public_layout_and_dependencies_are_its_own(app):
     index = client.get("/public/?lang=ja")
     assert index.status_code == 200 and '<html lang="ja">' in index.get_data(as_text=True)
     assert "_dash-config" in index.get_data(as_text=True)
+    # the shell is kept by language: the same bytes for every viewer of a language
+    hits = app.public_app.public_answers.hits
+    assert client.get("/public/?lang=ja&x=1").get_data() == index.get_data()
+    assert app.public_app.public_answers.hits == hits + 1
+    assert '<html lang="en">' in client.get("/public/?lang=en").get_data(as_text=True)
+    assert '<html lang="pt-BR">' in client.get("/public/?lang=pt-BR").get_data(as_text=True)
 
 
 def test_view_callback_gives_figures_and_table(app):
@@ -189,43 +205,78 @@ def test_public_rate_limit(settings, db_url):
     assert client.get("/healthz").status_code == 200  # internal routes are not counted
 
 
-PAGE_OUTPUT = "..public-page.children...public-locale.data.."
-
-
 def _page(client, search):
     return client.post("/public/_dash-update-component",
                        json=_body(PAGE_OUTPUT, [{"id": "public-url", "property": "search", "value": search}]))
 
 
-def test_composed_answers_equal_what_dash_gives(app):
-    """The serialised-parts fast path answers exactly what the Dash callbacks answer."""
+def test_cached_answers_equal_uncached_answers(app):
+    """Answers kept (whole, or built from memoised parts) are byte for byte what Dash computes."""
     client = app.server.test_client()
-    composer = app.public_app.public_composer
+    public = app.public_app
     asks = [lambda c, k=k, a=a, loc=loc: _view(c, k, a, loc)
             for k, a, loc in [("congestion_index", "city", "en"), ("congestion_index", "centro-sul", "ja"),
                               ("congestion_index", "tiny", "pt-BR"), ("nope", "city", "en"),
-                              ("congestion_index", "nowhere", "ja"), (None, None, None)]]
-    asks += [lambda c, s=s: _page(c, s) for s in ["?lang=ja", "", "?lang=pt-BR&x=1", None]]
-    composed = [ask(client) for ask in asks]
-    assert composer.cached(app.public_app.public_data.local, ("common", "en")) is not None
-    original = composer.answer
-    composer.answer = lambda body, snap: None  # every request through the Dash callbacks
+                              ("nope", "centro-sul", "pt-BR"), ("congestion_index", "nowhere", "ja"),
+                              ("congestion_index", "nowhere", "pt-BR"), (None, None, None),
+                              (["x"], {"a": 1}, "ja")]]
+    asks += [lambda c, s=s: _page(c, s) for s in ["?lang=ja", "", "?lang=pt-BR&x=1", "?lang=en", None]]
+
+    def answers():
+        responses = [ask(client) for ask in asks]
+        assert all(r.status_code == 200 and r.content_type == "application/json" for r in responses)
+        return [r.get_data() for r in responses]
+
+    computed = answers()  # the first time: computed and kept
+    hits = public.public_answers.hits
+    kept = answers()
+    assert public.public_answers.hits - hits == len(asks)  # every one from the answer cache
+    public.public_answers.enabled = False
     try:
-        from_dash = [ask(client) for ask in asks]
+        from_parts = answers()  # the callbacks run, on memoised parts
+        public.public_memo.enabled = False
+        uncached = answers()  # the callbacks run and build everything
     finally:
-        composer.answer = original
-    for fast, slow in zip(composed, from_dash):
-        assert fast.status_code == slow.status_code == 200
-        assert fast.get_json() == slow.get_json()
-    assert "Unknown indicator" in json.dumps(composed[3].get_json())
+        public.public_answers.enabled = public.public_memo.enabled = True
+    assert computed == kept == from_parts == uncached
+    assert b"Unknown indicator" in computed[3]
+    assert all(json.loads(computed[i])["response"]["public-error"]["children"] for i in (4, 5, 6, 8))
+    assert len({computed[0], computed[1], computed[2]}) == 3  # three languages, three answers
 
 
-def test_composed_answers_are_rate_limited(settings, db_url):
+def test_a_new_snapshot_is_not_answered_from_the_old_one(app):
+    client = app.server.test_client()
+    data = app.public_app.public_data
+    first = _view(client, "congestion_index", "city").get_data()
+    assert _view(client, "congestion_index", "city").get_data() == first
+    data.refresh()  # a newer snapshot (the same rows, so the same answer, but a new version)
+    hits = app.public_app.public_answers.hits
+    assert _view(client, "congestion_index", "city").get_data() == first
+    assert app.public_app.public_answers.hits == hits  # computed again for the new version
+
+
+def test_cached_answers_are_rate_limited(settings, db_url):
     seed_public(db_url)
     app = create_app(settings.model_copy(update={"public_rate_limit": "3 per minute"}))
     client = app.server.test_client()
     codes = [_view(client, "congestion_index", "city").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+    assert app.public_app.public_answers.hits == 2  # the second and third: kept answers, counted
+
+
+def test_an_app_that_never_served_leaves_nothing_to_the_next_one(settings, db_url):
+    """Many apps in one process (tests): the pages' callbacks of an app that never served a request
+    end up neither in the next public app nor twice in the next internal app."""
+    seed_public(db_url)
+    create_app(settings)  # never asked anything
+    app = create_app(settings)
+    assert set(app.public_app.callback_map) == {PAGE_OUTPUT, VIEW_OUTPUT}
+    client = app.server.test_client()
+    deps = client.get("/_dash-dependencies").get_json()  # sign-in is off in these settings
+    outputs = [d["output"] for d in deps]
+    assert len(outputs) == len(set(outputs)) and any("wall-" in o for o in outputs)
+    assert not any("public-" in o for o in outputs)
+    assert len(client.get("/public/_dash-dependencies").get_json()) == 2
 
 
 @pytest.mark.parametrize("inputs,state", [(5, None), ("abc", "x"), ([1, None, "x"], [{"id": ["a"]}]),
@@ -241,8 +292,6 @@ def test_malformed_callback_bodies_get_a_view_not_an_error(app, inputs, state):
 
 def test_database_down_gives_a_translated_message(settings):
     """No database: the page and the view say so in the viewer's language; no traceback, no 500."""
-    from devtools.stack import free_port
-
     down = settings.model_copy(update={"database_url": f"postgresql://citydash@127.0.0.1:{free_port()}/citydash"})
     app = create_app(down)
     try:
@@ -263,7 +312,5 @@ def test_database_down_gives_a_translated_message(settings):
         assert second.value is first.value and data.refreshes == 0
         assert "Traceback" not in view.get_data(as_text=True)
     finally:  # no pool left retrying the dead address after the test
-        from core.db import close_all
-
         app.public_app.public_data.stop()
         close_all()

@@ -12,6 +12,7 @@ import pytest
 from kpis.catalogue import load_catalogue
 from dashboard.public.queries import public_entries, publish, snapshot
 from core.settings import replace_user
+from tests.auth_tools import add_user
 
 
 DISTRICTS = {"pascoal-ramos": "Pascoal Ramos", "centro-sul": "Centro-Sul", "tiny": "Tiny"}
@@ -165,8 +166,6 @@ def test_reader_role_least_privilege(db_url, statement):
 
 
 def test_reader_may_append_to_the_audit_log_and_look_up_users(db_url):
-    from tests.auth_tools import add_user
-
     add_user(db_url, "rita", "a long enough password", "operator")
     with _as(db_url, "reader") as conn:
         conn.execute("INSERT INTO audit_log (actor, action, detail) VALUES ('rita', 'export', '{}')")

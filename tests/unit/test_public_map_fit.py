@@ -1,12 +1,16 @@
 """``dashboard.public.figures.fit_view``: the whole city in the public map's panel."""
 from __future__ import annotations
 
+import dataclasses
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from dashboard.public.figures import TILE, _mercator_y, fit_view
+from dashboard.public.figures import SUPPRESSED, TILE, _mercator_y, fit_view, map_figure
+from dashboard.public.queries import Point, PublicKpi, Snapshot
+from kpis.catalogue import load_catalogue
 
 
 def _pixels(bbox, zoom):
@@ -46,14 +50,6 @@ def _grey(colour: str) -> bool:
 def test_map_values_never_look_suppressed(better):
     """Value colours are spelt out (Plotly.js gets the figure unvalidated) and none is grey, the
     colour of a suppressed district."""
-    from datetime import datetime, timezone
-
-    import dataclasses
-
-    from kpis.catalogue import load_catalogue
-    from dashboard.public.figures import SUPPRESSED, map_figure
-    from dashboard.public.queries import Point, PublicKpi, Snapshot
-
     at = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
     snap = Snapshot(at, (PublicKpi("k", "%", better, 3, 0),), {"a": "A", "b": "B", "c": "C"},
                     latest={("k", "district", "a"): Point(at, 1.0, False), ("k", "district", "b"): Point(at, 9.0, False),
