@@ -37,7 +37,7 @@ from dash import Input, Output, State, dcc, html
 from dashboard import i18n, security
 from dashboard.layer_files import layer_url
 from dashboard.public import contract, layout, queries
-from dashboard.public.answers import AnswerCache, SnapshotMemo
+from dashboard.public.answers import AnswerCache, SnapshotMemo, serialised
 from dashboard.public.figures import fit_view
 from dashboard.state import catalogue_of, runtime
 
@@ -167,7 +167,8 @@ def _build(settings) -> PublicDash:
             message = i18n.t("public.error.unavailable", locale)
             return [message if cid == "public-error" else dash.no_update for cid, _ in view.outputs]
         out = layout.view(snap, catalogue, locale, kpi_value, area_value, tz=runtime().city.timezone,
-                          map_options=map_options, part=lambda key, build: memo.get(snap, key, build))
+                          map_options=map_options,
+                          part=lambda key, build: memo.get(snap, key, lambda: serialised(build())))
         return [out[cid] for cid, _ in view.outputs]
 
     # Set up now, through the server's own request processing (Dash does it in a before_request
