@@ -189,12 +189,14 @@ def serve(settings: Settings):
 
 def browser():
     from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1920,1080",
-                "--disable-background-networking", "--no-first-run"):
+                "--disable-background-networking", "--disable-component-update", "--no-first-run"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(options=options)
+    # Debian's chromium and its chromedriver (`make deps`): Selenium Manager never downloads one
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": INIT_SCRIPT})
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})

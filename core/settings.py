@@ -251,6 +251,10 @@ class Settings(BaseSettings):
     session_hours: float = Field(12, description="A sign-in lasts this many hours.")
     session_cookie_secure: bool = Field(
         True, description="Send the session cookie over HTTPS only (turned off in development).")
+    max_request_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body the dashboard reads, in bytes (Flask's "
+        "MAX_CONTENT_LENGTH on every route; larger bodies get 413 before they are read). The "
+        "front server's client_max_body_size (deploy/nginx/citydash.conf) is the same 1 MiB.")
     proxy_count: int = Field(
         0, description="Reverse proxies in front of the dashboard that set X-Forwarded-For/-Proto; "
         "the client address used for rate limits is taken from them.")

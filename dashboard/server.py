@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None) -> dash.Dash:
     )
     app.layout = html.Div([dash.page_container], className="citydash")
     server: flask.Flask = app.server
+    # no route reads a body larger than this (413 first), the public server's included
+    server.config["MAX_CONTENT_LENGTH"] = public.server.config["MAX_CONTENT_LENGTH"] = rt.settings.max_request_bytes
     server.register_blueprint(LAYER_FILES)
     server.register_blueprint(API_V1)  # read API /api/v1 (docs/api.md)
 

@@ -160,27 +160,24 @@ def test_login_is_rate_limited(settings, db_url):
     assert page.status_code == 200
 
 
-def test_proxy_mode_trusts_only_the_proxy(settings, db_url):
-    app = create_app(with_sign_in(settings, auth_mode="proxy"))
-    server = app.server
+def _whoami_server(settings, **extra):
+    """A proxy-mode dashboard with a ``/test-whoami`` route naming the request's user and role."""
+    server = create_app(with_sign_in(settings, auth_mode="proxy", **extra)).server
 
     @server.route("/test-whoami")
     def whoami():
         user = current_user()
         return f"{user.name} {user.role}" if user else "anonymous"
 
-    client = server.test_client()
+    return server
+
+
+def test_proxy_mode_trusts_only_the_proxy(settings, db_url):
     headers = {"X-Forwarded-User": "joana", "X-Forwarded-Role": "operator"}
     # the role header is opt-in: by default a header saying "operator" gives nobody that role
-    assert client.get("/test-whoami", headers=headers).get_data(as_text=True) == "joana viewer"
-    app = create_app(with_sign_in(settings, auth_mode="proxy", auth_proxy_role_header="X-Forwarded-Role"))
-    server = app.server
-
-    @server.route("/test-whoami")
-    def whoami_with_roles():
-        user = current_user()
-        return f"{user.name} {user.role}" if user else "anonymous"
-
+    default = _whoami_server(settings).test_client()
+    assert default.get("/test-whoami", headers=headers).get_data(as_text=True) == "joana viewer"
+    server = _whoami_server(settings, auth_proxy_role_header="X-Forwarded-Role")
     client = server.test_client()
     assert client.get("/test-whoami", headers=headers).get_data(as_text=True) == "joana operator"
     assert client.get("/", headers=headers).status_code == 200
