@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -217,6 +218,18 @@ def open_alert(db_url: str) -> int:
             "'{\"unit\": \"%%\"}') RETURNING id", (D0,)).fetchone()[0]
 
 
+def click_when_ready(driver, css: str, timeout: float = 15) -> None:
+    """Click ``css`` once it is there: the wall's refresh may re-render it between finding and
+    clicking (a stale element), so find it again until one click goes through."""
+    def attempt(d) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+    WebDriverWait(driver, timeout).until(attempt)
+
+
 def test_operator_acknowledges_and_viewer_cannot(browser, wall_app, db_url):
     from tests.auth_tools import add_user, login
 
@@ -239,7 +252,8 @@ def test_operator_acknowledges_and_viewer_cannot(browser, wall_app, db_url):
     browser.driver.delete_all_cookies()
     login(browser, "otto", "operator-password-1", next_path="/wall")
     browser.driver.get(f"{browser.server_url}/wall?lang=en")
-    browser.wait_for_element(".wall-ack-open", timeout=15).click()
+    browser.wait_for_element(".wall-ack-open", timeout=15)
+    click_when_ready(browser.driver, ".wall-ack-open")
     browser.wait_for_text_to_equal("#wall-ack-title", f"Acknowledge alert #{alert}", timeout=10)
     browser.find_element("#wall-ack-confirm").click()  # no comment: refused, nothing written
     browser.wait_for_text_to_equal("#wall-ack-message", "A comment is required.", timeout=10)
