@@ -48,23 +48,26 @@ def puback_packets(mids) -> bytes:
     return b"".join([pack(PUBACK, 2, mid) for mid in mids])
 
 
-def block_reader_unavailable() -> str | None:
-    """Why ``BufferedClient`` cannot be used with the installed paho, or None if it can."""
-    version = getattr(paho.mqtt, "__version__", "unknown")
+def block_reader_unavailable(version: str | None = None, client_class: type | None = None) -> str | None:
+    """Why ``BufferedClient`` cannot be used with paho ``version`` and its ``client_class``
+    (default: the installed ones), or None if it can."""
+    version = version or getattr(paho.mqtt, "__version__", "unknown")
+    client_class = client_class or mqtt.Client
     if version not in CHECKED_PAHO_VERSIONS:
         return (f"paho-mqtt {version} is not a version the block reader was checked against "
                 f"({', '.join(CHECKED_PAHO_VERSIONS)})")
-    missing = [name for name in _INTERNALS if not hasattr(mqtt.Client, name)]
+    missing = [name for name in _INTERNALS if not hasattr(client_class, name)]
     if missing:
         return f"paho-mqtt {version} lacks {', '.join(missing)}"
     return None
 
 
-def make_client(client_id: str, block_reader: bool = True) -> mqtt.Client:
-    """An MQTT v5, manual-ack client: ``BufferedClient`` when asked for and usable, else stock."""
+def make_client(client_id: str, block_reader: bool = True, why_not: str | None = None) -> mqtt.Client:
+    """An MQTT v5, manual-ack client: ``BufferedClient`` when asked for and usable, else stock.
+    ``why_not``: the reason from :func:`block_reader_unavailable` (default: checked now)."""
     cls = mqtt.Client
     if block_reader:
-        why_not = block_reader_unavailable()
+        why_not = why_not or block_reader_unavailable()
         if why_not is None:
             cls = BufferedClient
         else:

@@ -100,17 +100,22 @@ def controls_for(state: q.ViewState, tz: str) -> list:
             q.local_text(state.compare_start, tz)]
 
 
-def slider_index(index, window: q.Window) -> int:
-    """The slider's value from the browser as a frame index of ``window``: an int clamped to the
-    frames; anything else (None, text, a float, junk) is the newest frame."""
+def _frame(index, frames: int, default: int) -> int:
+    """A frame index from the browser: an int clamped to ``[0, frames)``; anything else (None,
+    text, a float, junk) is ``default``."""
     if not isinstance(index, int) or isinstance(index, bool):
-        return window.frames - 1
-    return min(max(index, 0), window.frames - 1)
+        return default
+    return min(max(index, 0), frames - 1)
 
 
-def replay_index(index: int, frames: int, speed, trigger: str) -> int:
+def slider_index(index, window: q.Window) -> int:
+    """The slider's value as a frame index of ``window`` (the newest frame when it is not one)."""
+    return _frame(index, window.frames, window.frames - 1)
+
+
+def replay_index(index, frames: int, speed, trigger: str) -> int:
     """The next frame: one step back or forward, or a replay tick (wraps to the start)."""
-    index = min(max(index, 0), frames - 1) if isinstance(index, int) and not isinstance(index, bool) else 0
+    index = _frame(index, frames, 0)
     if trigger == "explore-prev":
         return max(index - 1, 0)
     if trigger == "explore-next":

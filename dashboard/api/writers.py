@@ -120,7 +120,7 @@ def frame_csv_chunks(frame, columns: list[str], time_columns=("bucket",)) -> Ite
                         if part[name].dtype == object or pd.api.types.is_string_dtype(part[name])]
         for name in text_columns:
             part[name] = part[name].map(csv_text)
-        if any(part[name].map(lambda v: isinstance(v, str) and "\r" in v).any() for name in text_columns):
+        if any(part[name].astype(str).str.contains("\r", regex=False).any() for name in text_columns):
             # pandas leaves a carriage return unquoted (a broken row); Python's csv module quotes it
             # and formats floats the same way
             chunks = csv_chunks(columns, part.itertuples(index=False, name=None))

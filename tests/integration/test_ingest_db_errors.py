@@ -37,6 +37,23 @@ def _messages(n: int, poison: set[int], value: int, base: float):
              {"ts": base + i, "values": {"flow": value if i in poison else i}}) for i in range(n)]
 
 
+def _one_dead_letter(settings, db_url, mqtt_broker, messages, stored: int) -> str:
+    """Run a real ingestor on ``messages``; exactly one is dead-lettered and ``stored`` rows are
+    kept: returns that dead letter's reason."""
+    svc = IngestService(settings.model_copy(update={"batch_size": 500, "batch_max_age_ms": 1000}))
+    svc.start()
+    try:
+        assert svc.connected.wait(10)
+        publish_all(mqtt_broker.port, messages)
+        assert wait_for_count(db_url, 1, "SELECT count(*) FROM dead_letters", timeout=60) == 1
+        assert wait_for_count(db_url, stored, stable_for=0.5) == stored
+    finally:
+        svc.stop()
+    with psycopg.connect(db_url) as conn:
+        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    return reason
+
+
 def test_a_transient_error_is_retried_a_bounded_number_of_times_then_dead_lettered(
         settings, db_url, mqtt_broker):
     """A real 40P01 (deadlock_detected, transient in Telegraf's list) on every attempt for one
@@ -44,18 +61,8 @@ def test_a_transient_error_is_retried_a_bounded_number_of_times_then_dead_letter
     stored and that message alone is dead-lettered with a reason saying what happened."""
     _trigger(db_url, 777, "RAISE EXCEPTION 'simulated deadlock on value 777' "
                           "USING ERRCODE = '40P01';")
-    svc = IngestService(settings.model_copy(update={"db_retry_max": 2, "batch_size": 500,
-                                                    "batch_max_age_ms": 1000}))
-    svc.start()
-    try:
-        assert svc.connected.wait(10)
-        publish_all(mqtt_broker.port, _messages(200, {123}, 777, time.time() - 600))
-        assert wait_for_count(db_url, 1, "SELECT count(*) FROM dead_letters", timeout=60) == 1
-        assert wait_for_count(db_url, 199, stable_for=0.5) == 199
-    finally:
-        svc.stop()
-    with psycopg.connect(db_url) as conn:
-        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    reason = _one_dead_letter(settings.model_copy(update={"db_retry_max": 2}), db_url, mqtt_broker,
+                              _messages(200, {123}, 777, time.time() - 600), stored=199)
     assert "after 2 retries" in reason and "CITYDASH_DB_RETRY_MAX" in reason
     assert "40P01" in reason and "simulated deadlock on value 777" in reason
 
@@ -67,17 +74,8 @@ def test_a_statement_timeout_is_permanent_and_isolated_at_once(settings, db_url,
     dbname = db_url.rsplit("/", 1)[1]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE citydash_ingest IN DATABASE {dbname} SET statement_timeout = '500ms'")
-    svc = IngestService(settings.model_copy(update={"batch_size": 500, "batch_max_age_ms": 1000}))
-    svc.start()
-    try:
-        assert svc.connected.wait(10)
-        publish_all(mqtt_broker.port, _messages(100, {42}, 555, time.time() - 600))
-        assert wait_for_count(db_url, 1, "SELECT count(*) FROM dead_letters", timeout=60) == 1
-        assert wait_for_count(db_url, 99, stable_for=0.5) == 99
-    finally:
-        svc.stop()
-    with psycopg.connect(db_url) as conn:
-        (reason,) = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    reason = _one_dead_letter(settings, db_url, mqtt_broker, _messages(100, {42}, 555, time.time() - 600),
+                              stored=99)
     assert reason.startswith("database refused the message: 57014 QueryCanceled")
 
 

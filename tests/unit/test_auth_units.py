@@ -201,7 +201,7 @@ def test_login_post_needs_the_sessions_token():
         assert "login-error" in refused.get_data(as_text=True)
 
 
-def test_login_token_expires(monkeypatch):
+def test_login_token_expires():
     server = _login_server()
     server.config["WTF_CSRF_TIME_LIMIT"] = 1
     client = server.test_client()
